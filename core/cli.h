@@ -1,0 +1,22 @@
+/*
+ * cli.h — the subcommands of the `nudge` binary. Each lives in its own cmd_*.c file and returns the
+ * process exit status: 0 success, 1 failure, 2 bad invocation (after printing the usage).
+ */
+#ifndef NG_CLI_H
+#define NG_CLI_H
+
+struct ng_command {
+	const char *name;
+	const char *args;
+	const char *help;
+	int (*run)(int argc, char **argv); /* argv[0] is the command name */
+};
+
+/* Prints "usage: nudge NAME ARGS" for the named command to stderr and returns 2. */
+int ng_cli_usage(const char *name);
+
+int ng_cmd_serve(int argc, char **argv);
+int ng_cmd_migrate(int argc, char **argv);
+int ng_cmd_config(int argc, char **argv);
+
+#endif

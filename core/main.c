@@ -1,0 +1,90 @@
+/*
+ * main.c — the `nudge` command line: finds the subcommand and runs it. Every bad invocation gets a
+ * usage message and exit status 2.
+ */
+#include "cli.h"
+#include "ng.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int cmd_version(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+static const struct ng_command commands[] = {
+	{"serve", "[--config FILE]", "run the daemon (default config: ./nudge.conf.lua)", ng_cmd_serve},
+	{"migrate", "[--config FILE | --conninfo CONNINFO]",
+	 "apply the SQL migrations in sql/ that the database has not seen", ng_cmd_migrate},
+	{"config", "check FILE", "validate a configuration file without running", ng_cmd_config},
+	{"version", "", "print the version", cmd_version},
+	{"help", "[COMMAND]", "show this help, or one command's", cmd_help},
+};
+
+static void print_commands(FILE *out)
+{
+	fprintf(out, "usage: nudge COMMAND [ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < NG_ARRAY_LEN(commands); i++) {
+		char head[96];
+		snprintf(head, sizeof head, "%s %s", commands[i].name, commands[i].args);
+		fprintf(out, "  %-44s %s\n", head, commands[i].help);
+	}
+	fprintf(out, "\nSee README.md and docs/ for depth.\n");
+}
+
+int ng_cli_usage(const char *name)
+{
+	for (size_t i = 0; i < NG_ARRAY_LEN(commands); i++) {
+		if (strcmp(commands[i].name, name) == 0) {
+			fprintf(stderr, "usage: nudge %s %s\n", commands[i].name, commands[i].args);
+			return 2;
+		}
+	}
+	print_commands(stderr);
+	return 2;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	NG_UNUSED(argv);
+	if (argc != 1)
+		return ng_cli_usage("version");
+	printf("nudge %s\n", NG_VERSION);
+	return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	if (argc == 1) {
+		print_commands(stdout);
+		return 0;
+	}
+	if (argc != 2)
+		return ng_cli_usage("help");
+	for (size_t i = 0; i < NG_ARRAY_LEN(commands); i++) {
+		if (strcmp(commands[i].name, argv[1]) == 0) {
+			printf("usage: nudge %s %s\n  %s\n", commands[i].name, commands[i].args,
+			       commands[i].help);
+			return 0;
+		}
+	}
+	fprintf(stderr, "nudge: no command named '%s'\n", argv[1]);
+	return ng_cli_usage("");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_commands(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
+		return cmd_version(1, argv + 1);
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return cmd_help(1, argv + 1);
+	for (size_t i = 0; i < NG_ARRAY_LEN(commands); i++)
+		if (strcmp(commands[i].name, argv[1]) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "nudge: unknown command '%s'\n", argv[1]);
+	print_commands(stderr);
+	return 2;
+}
