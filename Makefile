@@ -25,8 +25,8 @@ ifeq ($(SAN),1)
 OPT := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fPIC -MMD -MP \
-	-Icore -Icore/include $(PKG_CFLAGS) $(CFLAGS)
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-format-truncation -g $(OPT) -fPIC -MMD -MP \
+	-Icore -Icore/include -Itests $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS_ALL = $(PKG_LIBS) -lhttp_parser -lpthread -lm -ldl $(LDLIBS)
 LDFLAGS_ALL = $(filter -fsanitize=%,$(OPT)) -rdynamic $(LDFLAGS)
 

@@ -13,9 +13,9 @@ static int cmd_help(int argc, char **argv);
 
 static const struct ng_command commands[] = {
 	{"serve", "[--config FILE]", "run the daemon (default config: ./nudge.conf.lua)", ng_cmd_serve},
-	{"migrate", "[--config FILE | --conninfo CONNINFO]",
+	{"migrate", "[--config FILE | --conninfo CONNINFO] [--sql-dir DIR]",
 	 "apply the SQL migrations in sql/ that the database has not seen", ng_cmd_migrate},
-	{"config", "check FILE", "validate a configuration file without running", ng_cmd_config},
+	{"config", "check FILE | keys", "validate a configuration file without running, or list every key", ng_cmd_config},
 	{"version", "", "print the version", cmd_version},
 	{"help", "[COMMAND]", "show this help, or one command's", cmd_help},
 };

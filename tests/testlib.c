@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 extern const struct ng_test ng_test_table[];
+extern const size_t ng_test_count;
 
 static const char *current_test = "?";
 
@@ -114,7 +115,7 @@ int main(int argc, char **argv)
 	int passed = 0, failed = 0;
 
 	signal(SIGPIPE, SIG_IGN);
-	for (const struct ng_test *t = ng_test_table; t->name; t++) {
+	for (const struct ng_test *t = ng_test_table; t < ng_test_table + ng_test_count; t++) {
 		if (!selected(t->name, argc, argv))
 			continue;
 		uint64_t start = ng_test_now_ms();

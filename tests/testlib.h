@@ -29,8 +29,10 @@ struct ng_test {
 	{                                                                                           \
 		#fn, fn                                                                             \
 	}
+/* A trailing comma after the last test is allowed either way. */
 #define NG_TESTS(...)                                                                               \
-	const struct ng_test ng_test_table[] = {__VA_ARGS__{NULL, NULL}};
+	const struct ng_test ng_test_table[] = {__VA_ARGS__};                                       \
+	const size_t ng_test_count = sizeof ng_test_table / sizeof ng_test_table[0];
 
 void ng_test_fail(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4), noreturn));

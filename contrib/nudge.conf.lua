@@ -1,0 +1,34 @@
+-- nudge.conf.lua — the daemon's configuration. A Lua file that returns a table.
+--
+-- Check it with `nudge config check nudge.conf.lua`; list every key with `nudge config keys`.
+-- An unknown key, a wrong type or a missing required value stops startup with a sentence naming the
+-- key and the line. Secrets: env("NAME") reads an environment variable; file("/path") reads a file
+-- that only its owner may read (chmod 600).
+return {
+  database = {
+    -- make demo exports NUDGE_DATABASE; set it, or write the conninfo here.
+    conninfo = env("NUDGE_DATABASE"),
+    pool_size = 4,
+    statement_timeout_ms = 10000,
+  },
+
+  http = {
+    listen = "127.0.0.1:8025",   -- loopback by default: put a TLS proxy in front for the internet
+    max_body_bytes = 1048576,
+  },
+
+  log = {
+    level = "info",              -- debug | info | warn | error
+    format = "logfmt",           -- logfmt | json
+  },
+
+  store = {
+    name = "Demo Store",
+    timezone = "Europe/Berlin",  -- for customers whose time zone is unknown
+    postal_address = "Demo Store, 1 Example Street, 10115 Berlin, Germany",
+    base_url = "http://127.0.0.1:8025",
+  },
+
+  senders = { threads = 4 },
+  shutdown_timeout_ms = 10000,
+}
