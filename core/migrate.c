@@ -21,6 +21,7 @@ struct migration {
 	char *name; /* file name */
 	char *sql;
 	char checksum[65];
+	int applied; /* in this run, pending COMMIT */
 };
 
 static int cmp_migration(const void *a, const void *b)
@@ -102,6 +103,7 @@ static int load_migrations(const char *dir, struct migration **out, int *count, 
 		}
 		m = ng_xrealloc(m, sizeof *m * (size_t)(n + 1));
 		m[n].version = (int)v;
+		m[n].applied = 0;
 		m[n].name = ng_xstrdup(f);
 		m[n].sql = sql;
 		sha256_hex(sql, m[n].checksum);
@@ -196,7 +198,7 @@ static int apply_pending(PGconn *c, struct migration *m, int n, int *applied, ch
 			return NG_EDB;
 		}
 		PQclear(r);
-		ng_info("migrate", "applied %s", m[i].name);
+		m[i].applied = 1;
 		(*applied)++;
 	}
 	return 0;
@@ -225,7 +227,11 @@ int ng_migrate_run(const char *conninfo, const char *sql_dir, int *applied, char
 		rc = apply_pending(c, m, n, applied, err, errlen);
 	if (rc == 0)
 		rc = exec_ok(c, "COMMIT", "COMMIT", err, errlen);
-	else
+	if (rc == 0) {
+		for (int i = 0; i < n; i++)
+			if (m[i].applied)
+				ng_info("migrate", "applied %s", m[i].name);
+	} else
 		PQclear(PQexec(c, "ROLLBACK"));
 	if (rc)
 		*applied = 0;
