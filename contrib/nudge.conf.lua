@@ -13,7 +13,8 @@ return {
   },
 
   http = {
-    listen = "127.0.0.1:8025",   -- loopback by default: put a TLS proxy in front for the internet
+    -- loopback by default; put a TLS proxy in front for the internet.
+    listen = env("NUDGE_LISTEN", "127.0.0.1:8025"),
     max_body_bytes = 1048576,
   },
 

@@ -65,7 +65,12 @@ static int line_of(struct loader *ld, const char *path)
 static int lua_secret(lua_State *L, const char *kind)
 {
 	const char *arg = luaL_checkstring(L, 1);
-	lua_createtable(L, 0, 2);
+	const char *def = luaL_optstring(L, 2, NULL);
+	lua_createtable(L, 0, 3);
+	if (def) {
+		lua_pushstring(L, def);
+		lua_setfield(L, -2, "default");
+	}
 	lua_pushstring(L, kind);
 	lua_setfield(L, -2, "kind");
 	lua_pushstring(L, arg);
@@ -81,6 +86,7 @@ static int l_env(lua_State *L)
 
 static int l_file(lua_State *L)
 {
+	luaL_argexpected(L, lua_gettop(L) == 1, 2, "no second argument");
 	return lua_secret(L, "file");
 }
 
@@ -90,11 +96,15 @@ static int resolve_secret(struct loader *ld, const char *path, char **out)
 	lua_State *L = ld->L;
 	lua_getfield(L, -1, "kind");
 	lua_getfield(L, -2, "arg");
-	const char *kind = lua_tostring(L, -2), *arg = lua_tostring(L, -1);
+	lua_getfield(L, -3, "default");
+	const char *kind = lua_tostring(L, -3), *arg = lua_tostring(L, -2);
+	const char *def = lua_tostring(L, -1);
 	int rc = 0, line = line_of(ld, path);
 	if (strcmp(kind, "env") == 0) {
 		const char *v = getenv(arg);
-		if (!v || !*v)
+		if ((!v || !*v) && def)
+			*out = ng_xstrdup(def);
+		else if (!v || !*v)
 			rc = fail(ld, line, "key '%s' reads the environment variable %s, which is not set",
 				  path, arg);
 		else
@@ -126,7 +136,7 @@ static int resolve_secret(struct loader *ld, const char *path, char **out)
 		if (fd >= 0)
 			close(fd);
 	}
-	lua_pop(L, 2);
+	lua_pop(L, 3);
 	return rc;
 }
 

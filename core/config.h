@@ -2,8 +2,8 @@
  * config.h — nudge.conf.lua: loading, strict validation against the schema, and typed lookup.
  *
  * The file is a Lua chunk that returns a table. It runs in a small sandbox (no os, io, require) with
- * two helpers for secrets: env("NAME") reads an environment variable, file("/path") reads a file that
- * must not be readable by group or others. Every problem stops startup with one sentence that names
+ * two helpers for secrets: env("NAME" [, "default"]) reads an environment variable, file("/path")
+ * reads a file that must not be readable by group or others (a trailing newline is dropped). Every problem stops startup with one sentence that names
  * the key and file:line, e.g.
  *
  *   nudge.conf.lua:12: unknown key 'http.listn' (did you mean 'http.listen'?)

@@ -131,6 +131,11 @@ static void test_env_secret(void)
 		      0);
 	ASSERT_EQ_STR(ng_conf_str(c, "database.conninfo"), "host=secret");
 	ng_conf_free(c);
+	ASSERT_EQ_INT(load("return { database = { conninfo = env('NG_TEST_UNSET_VAR', 'dflt') } }",
+			   &c, err, sizeof err),
+		      0);
+	ASSERT_EQ_STR(ng_conf_str(c, "database.conninfo"), "dflt");
+	ng_conf_free(c);
 }
 
 static void test_file_secret(void)
