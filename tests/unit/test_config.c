@@ -195,7 +195,41 @@ static void test_shipped_example_is_valid(void)
 	ng_conf_free(c);
 }
 
-NG_TESTS(NG_TEST(test_valid_with_defaults), NG_TEST(test_unknown_key), NG_TEST(test_wrong_type),
+struct doc {
+	char *text;
+	int missing;
+};
+
+static void check_documented(void *arg, const char *line)
+{
+	struct doc *d = arg;
+	char key[128];
+	sscanf(line, "%127s", key);
+	char needle[160];
+	snprintf(needle, sizeof needle, "\n%s ", key);
+	if (!strstr(d->text, needle)) {
+		fprintf(stderr, "  docs/configuration.md does not list '%s'\n", key);
+		d->missing++;
+	}
+}
+
+static void test_every_key_is_documented(void)
+{
+	const char *top = getenv("NUDGE_TEST_TOP");
+	char p[1024];
+	snprintf(p, sizeof p, "%s/docs/configuration.md", top ? top : ".");
+	FILE *f = fopen(p, "r");
+	ASSERT(f != NULL);
+	static char text[65536];
+	size_t n = fread(text, 1, sizeof text - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	struct doc d = {text, 0};
+	ng_conf_describe(check_documented, &d);
+	ASSERT_EQ_INT(d.missing, 0);
+}
+
+NG_TESTS(NG_TEST(test_every_key_is_documented), NG_TEST(test_valid_with_defaults), NG_TEST(test_unknown_key), NG_TEST(test_wrong_type),
 	 NG_TEST(test_missing_required), NG_TEST(test_bad_value),
 	 NG_TEST(test_syntax_and_runtime_errors), NG_TEST(test_env_secret),
 	 NG_TEST(test_file_secret), NG_TEST(test_missing_file),
