@@ -1,0 +1,27 @@
+/*
+ * daemon_parts.h — the components `nudge serve` builds, in start order, and the routes that show
+ * their state (/healthz).
+ */
+#ifndef NG_DAEMON_PARTS_H
+#define NG_DAEMON_PARTS_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct ng_conf;
+struct ng_daemon;
+
+struct ng_daemon_parts {
+	struct ng_clock *clock;
+	struct ng_senders *senders;
+	uint64_t started_ms;
+};
+
+/*
+ * Starts every component and registers it with the daemon (ng_daemon_add) as it goes, so a failure
+ * part-way closes what did start. On failure returns a negative code and a sentence in err.
+ */
+int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
+			  struct ng_daemon_parts *parts, char *err, size_t errlen);
+
+#endif
