@@ -343,8 +343,17 @@ int ng_db_conn_submit(struct ng_db_conn *c, struct ng_db_req *req)
 {
 	ng_db *db = c->db;
 	if (ng_db_req_send(req, c->pg) < 0) {
+		char msg[512];
+		copy_message(msg, sizeof(msg), PQerrorMessage(c->pg));
 		if (req->kind == NG_DB_REQ_INTERNAL) {
 			ng_db_req_free(req);
+		} else if (PQstatus(c->pg) == CONNECTION_OK) {
+			/*
+			 * libpq refused this request itself (not the connection): queueing it again
+			 * would loop. Fail it; the connection, with half a request in its buffer,
+			 * is reset below.
+			 */
+			ng_db_req_finish(db, c, req, NG_EDB, msg);
 		} else {
 			req->next = db->queue_head;
 			db->queue_head = req;
@@ -352,7 +361,7 @@ int ng_db_conn_submit(struct ng_db_conn *c, struct ng_db_req *req)
 				db->queue_tail = req;
 			db->queued++;
 		}
-		ng_db_conn_lost(c, PQerrorMessage(c->pg));
+		ng_db_conn_lost(c, msg);
 		return -1;
 	}
 	req->next = NULL;

@@ -25,7 +25,7 @@ struct ng_db_req {
 	char ***params;       /* nstmts arrays of nparams[i] entries (NULL = SQL NULL) */
 	int done_queries;     /* queries whose results are complete (libpq returned NULL) */
 	PGresult **results;   /* nqueries entries, the last result of each query */
-	uint64_t enqueued_ms; /* uv_now when submitted, for queue_timeout_ms */
+	uint64_t enqueued_ms; /* monotonic ms when submitted, for queue_timeout_ms */
 	ng_db_cb cb;
 	void *arg;
 	/* Internal requests: called with the outcome instead of a user callback. */

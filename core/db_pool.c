@@ -66,8 +66,8 @@ static int build_conninfo(ng_db *db, const char *conninfo)
 	for (PQconninfoOption *o = opts; o->keyword; o++)
 		n++;
 	db->conn_parsed = opts;
-	db->conn_keys = ng_xcalloc(n + 3, sizeof(char *));
-	db->conn_vals = ng_xcalloc(n + 3, sizeof(char *));
+	db->conn_keys = ng_xcalloc(n + 6, sizeof(char *));
+	db->conn_vals = ng_xcalloc(n + 6, sizeof(char *));
 	const char *old_options = NULL;
 	int has_app = 0;
 	size_t k = 0;
@@ -82,6 +82,21 @@ static int build_conninfo(ng_db *db, const char *conninfo)
 			has_app = 1;
 		db->conn_keys[k] = o->keyword;
 		db->conn_vals[k++] = o->val;
+	}
+	/*
+	 * TCP keepalives unless the conninfo says otherwise: without them a silently vanished
+	 * server (not a restart: a dead host or network) leaves requests in flight forever.
+	 */
+	static const char *const keepalive[][2] = {
+	    {"keepalives_idle", "30"}, {"keepalives_interval", "10"}, {"keepalives_count", "3"}};
+	for (size_t i = 0; i < NG_ARRAY_LEN(keepalive); i++) {
+		int set = 0;
+		for (size_t j = 0; j < k; j++)
+			set |= strcmp(db->conn_keys[j], keepalive[i][0]) == 0;
+		if (!set) {
+			db->conn_keys[k] = keepalive[i][0];
+			db->conn_vals[k++] = keepalive[i][1];
+		}
 	}
 	if (!has_app) {
 		db->conn_keys[k] = "application_name";
@@ -176,13 +191,22 @@ static struct ng_db_req *queue_pop(ng_db *db)
 	return req;
 }
 
+/*
+ * The real time, not the loop's cached uv_now: work may be submitted long after the loop last
+ * updated its clock (before uv_run, or late in a slow callback).
+ */
+static uint64_t now_ms(void)
+{
+	return uv_hrtime() / 1000000;
+}
+
 static int submit(ng_db *db, enum ng_db_req_kind kind, const struct ng_db_stmt *stmts, int n,
                   ng_db_cb cb, void *arg)
 {
 	if (!db || !cb || !stmts || n < 1)
 		return -EINVAL;
 	for (int i = 0; i < n; i++)
-		if (!stmts[i].sql || stmts[i].nparams < 0 ||
+		if (!stmts[i].sql || stmts[i].nparams < 0 || stmts[i].nparams > 65535 ||
 		    (stmts[i].nparams > 0 && !stmts[i].params))
 			return -EINVAL;
 	if (db->closing)
@@ -190,7 +214,7 @@ static int submit(ng_db *db, enum ng_db_req_kind kind, const struct ng_db_stmt *
 	struct ng_db_req *req = ng_db_req_new(kind, stmts, n);
 	req->cb = cb;
 	req->arg = arg;
-	req->enqueued_ms = uv_now(db->loop);
+	req->enqueued_ms = now_ms();
 	queue_push(db, req);
 	ng_db_schedule(db);
 	return 0;
@@ -242,14 +266,14 @@ static void arm_queue_timer(ng_db *db)
 		return;
 	}
 	uint64_t due = db->queue_head->enqueued_ms + (uint64_t)db->opt.queue_timeout_ms;
-	uint64_t now = uv_now(db->loop);
+	uint64_t now = now_ms();
 	uv_timer_start(&db->queue_timer, on_queue_timer, due > now ? due - now : 0, 0);
 }
 
 static void on_queue_timer(uv_timer_t *t)
 {
 	ng_db *db = t->data;
-	uint64_t now = uv_now(db->loop);
+	uint64_t now = now_ms();
 	while (db->queue_head &&
 	       db->queue_head->enqueued_ms + (uint64_t)db->opt.queue_timeout_ms <= now) {
 		struct ng_db_req *req = queue_pop(db);
