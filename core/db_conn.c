@@ -20,11 +20,6 @@
 static const char *const state_names[] = {"init",  "backoff", "connecting",
                                           "ready", "busy",    "closed"};
 
-const char *ng_db_conn_state_name(enum ng_db_conn_state state)
-{
-	return state_names[state];
-}
-
 void ng_db_conn_set_state(struct ng_db_conn *c, enum ng_db_conn_state state)
 {
 	if (c->state == state)

@@ -123,7 +123,6 @@ int ng_db_conn_watch(struct ng_db_conn *c);
 void ng_db_conn_fail_inflight(struct ng_db_conn *c, int status, const char *message);
 void ng_db_conn_lost(struct ng_db_conn *c, const char *why);
 void ng_db_conn_shutdown(struct ng_db_conn *c);
-const char *ng_db_conn_state_name(enum ng_db_conn_state state);
 
 /* db_pipeline.c */
 int ng_db_conn_can_take(const struct ng_db_conn *c);
