@@ -11,7 +11,7 @@
 
 static const struct ng_conf_field database_fields[] = {
 	{"conninfo", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL,
-	 "libpq connection string or URI, e.g. \"host=127.0.0.1 dbname=nudge\""},
+	 "libpq connection string or URI, e.g. \"host=127.0.0.1 dbname=nudge\"; give the host as an address (or add hostaddr=): libpq looks names up synchronously, which would stall the loop"},
 	{"pool_size", NG_CONF_INT, 0, "4", NULL, 1, 256, NULL,
 	 "connections the daemon keeps open"},
 	{"statement_timeout_ms", NG_CONF_INT, 0, "10000", NULL, 0, 3600000, NULL,

@@ -13,6 +13,7 @@ struct ng_daemon;
 
 struct ng_daemon_parts {
 	struct ng_clock *clock;
+	struct ng_db *db;
 	struct ng_senders *senders;
 	uint64_t started_ms;
 };
