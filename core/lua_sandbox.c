@@ -468,11 +468,14 @@ static void run(struct ng_lua_activation *act, int nargs, struct ng_lua_result *
 		return;
 	}
 	act->state = ACT_DONE;
-	size_t len;
-	const char *msg = lua_type(act->co, -1) == LUA_TSTRING
-	                      ? lua_tostring(act->co, -1)
-	                      : ng_lua__tostring(act->co, -1, &len);
-	char *head = ng_xstrdup(msg ? msg : "error");
+	/*
+	 * Outside lua_resume nothing may run script code (an error there would be unprotected), so
+	 * an error object's __tostring is not called.
+	 */
+	int t = lua_type(act->co, -1);
+	char *head = t == LUA_TSTRING || t == LUA_TNUMBER
+	                 ? ng_xstrdup(lua_tostring(act->co, -1))
+	                 : ng_xasprintf("(error object is a %s value)", lua_typename(act->co, t));
 	set_message(act, head);
 	free(head);
 	lua_settop(act->co, 0);
@@ -573,7 +576,8 @@ int ng_lua_activation_resume(struct ng_lua_activation *act, int nargs, struct ng
 {
 	lua_State *L = act->lua->L;
 	if (act->state != ACT_WAITING || nargs < 0 || lua_gettop(L) < nargs) {
-		lua_pop(L, nargs < lua_gettop(L) ? nargs : lua_gettop(L));
+		if (nargs > 0)
+			lua_pop(L, nargs < lua_gettop(L) ? nargs : lua_gettop(L));
 		fill_result(act, res,
 		            act->kill      ? NG_LUA_KILLED
 		            : act->message ? NG_LUA_ERRORED

@@ -315,6 +315,14 @@ static void runtime_error_has_line_and_traceback(void)
 	ASSERT(strstr(res.message, "0x") == NULL);
 	ng_lua_activation_free(act);
 
+	/* A looping __tostring on the error object must not run outside the activation. */
+	act = start_src(
+	    lua, WF("error(setmetatable({}, {__tostring = function() while true do end end}))"),
+	    &res);
+	ASSERT_EQ_INT(res.outcome, NG_LUA_ERRORED);
+	ASSERT_CONTAINS(res.message, "(error object is a table value)");
+	ng_lua_activation_free(act);
+
 	act = start_src(lua, "return 42", &res);
 	ASSERT_EQ_INT(res.outcome, NG_LUA_ERRORED);
 	ASSERT_CONTAINS(res.message, "workflows/t.lua must return a table");
