@@ -1,9 +1,8 @@
 /*
  * lua_env.c — the globals a workflow script sees: the allow-list, made read-only, with the
- * replacements that keep scripts deterministic (sorted pairs/next, address-free tostring and
- * string.format, setmetatable without __gc/__mode) and bounded (string.rep, the pattern
- * functions, table.move and table.sort charge their C work to the instruction budget; patterns
- * whose worst case on the given input is too expensive are refused before they start).
+ * replacements that keep scripts deterministic (sorted pairs/next, address-free tostring,
+ * setmetatable without __gc/__mode, xpcall handlers that cannot outlive a kill). The bounds on
+ * the string and table libraries are in lua_guard.c.
  *
  * Read-only globals, not a fresh environment table per instance: a workflow that assigns a global
  * has almost always forgotten `local`, and failing loudly at that line ("attempt to write global
@@ -22,9 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Above this estimated number of matcher steps a pattern call is refused (measured worst cases:
- * 0.2-0.7 s). */
-#define PATTERN_MAX_COST 2e8
 /* The longest line log() passes on. */
 #define LOG_MAX 4096
 
@@ -308,11 +304,6 @@ static int env_log(lua_State *L)
 
 /* ---- wrappers that call the library's own function after their checks --------------------- */
 
-static int call_original(lua_State *L)
-{
-	return lua_tocfunction(L, lua_upvalueindex(1))(L);
-}
-
 static int env_setmetatable(lua_State *L)
 {
 	if (lua_type(L, 2) == LUA_TTABLE) {
@@ -325,7 +316,7 @@ static int env_setmetatable(lua_State *L)
 			lua_pop(L, 1);
 		}
 	}
-	return call_original(L);
+	return ng_lua__call_original(L);
 }
 
 /*
@@ -349,171 +340,7 @@ static int env_xpcall(lua_State *L)
 	lua_pushvalue(L, 2);
 	lua_pushcclosure(L, guarded_handler, 1);
 	lua_replace(L, 2);
-	return call_original(L);
-}
-
-static int env_string_format(lua_State *L)
-{
-	size_t flen;
-	const char *f = luaL_checklstring(L, 1, &flen);
-	for (size_t i = 0; i + 1 < flen; i++) {
-		if (f[i] != '%')
-			continue;
-		i++;
-		if (f[i] == '%')
-			continue;
-		while (i < flen && strchr("-+ #0123456789.", f[i]))
-			i++;
-		if (i < flen && f[i] == 'p')
-			return luaL_error(L, "string.format: %%p is not allowed in workflows");
-	}
-	for (int i = 2; i <= lua_gettop(L); i++) {
-		int t = lua_type(L, i);
-		if (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TTHREAD ||
-		    t == LUA_TUSERDATA || t == LUA_TLIGHTUSERDATA) {
-			ng_lua__tostring(L, i, NULL);
-			lua_replace(L, i);
-		}
-	}
-	return call_original(L);
-}
-
-static int env_string_rep(lua_State *L)
-{
-	size_t l, lsep = 0;
-	luaL_checklstring(L, 1, &l);
-	lua_Integer n = luaL_checkinteger(L, 2);
-	luaL_optlstring(L, 3, "", &lsep);
-	if (n > 0) {
-		/* Charge the copying (a 64-byte memcpy ~ one instruction); the cap bounds the size.
-		 */
-		double bytes = (double)n * (double)(l + lsep);
-		ng_lua__reserve(L, bytes);
-		ng_lua__charge(L, bytes / 64 > 1e18 ? (uint64_t)1e18 : (uint64_t)(bytes / 64));
-	}
-	return call_original(L);
-}
-
-enum pattern_fn { PAT_FIND, PAT_MATCH, PAT_GMATCH, PAT_GSUB };
-
-/*
- * An upper bound on the matcher's steps: with no alternation and every quantifier applying to
- * one character class, backtracking can try each of n positions for every quantifier (and %b
- * and back-references scan up to n), times n starting positions unless anchored.
- */
-static double pattern_cost(const char *p, size_t plen, size_t n, int can_anchor)
-{
-	int anchored = can_anchor && plen > 0 && p[0] == '^';
-	int q = 0;
-	for (size_t i = anchored; i < plen; i++) {
-		if (p[i] == '%' && i + 1 < plen) {
-			i++;
-			if (p[i] == 'b' || (p[i] >= '1' && p[i] <= '9'))
-				q++;
-		} else if (p[i] == '[') {
-			i++;
-			if (i < plen && p[i] == '^')
-				i++;
-			do {
-				if (i < plen && p[i] == '%')
-					i++;
-				i++;
-			} while (i < plen && p[i] != ']');
-		} else if (p[i] == '*' || p[i] == '+' || p[i] == '-') {
-			q++;
-		}
-	}
-	int exp = q + !anchored;
-	if (q == 0)
-		return (double)n * (double)(plen ? plen : 1);
-	return pow((double)n, exp);
-}
-
-static int env_pattern(lua_State *L)
-{
-	enum pattern_fn fn = (enum pattern_fn)lua_tointeger(L, lua_upvalueindex(2));
-	size_t n, plen;
-	luaL_checklstring(L, 1, &n);
-	const char *p = luaL_checklstring(L, 2, &plen);
-	double cost;
-	if (fn == PAT_FIND && lua_toboolean(L, 4))
-		cost = (double)n * (double)(plen ? plen : 1);
-	else
-		cost = pattern_cost(p, plen, n, fn != PAT_GMATCH);
-	if (cost > PATTERN_MAX_COST)
-		return luaL_error(
-		    L,
-		    "pattern too complex for a subject of %d bytes (anchor it with ^, "
-		    "use fewer * + - quantifiers, or a shorter input)",
-		    (int)(n > INT32_MAX ? INT32_MAX : n));
-	ng_lua__charge(L, n / 16 + 1);
-	return call_original(L);
-}
-
-static int env_table_move(lua_State *L)
-{
-	lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
-	if (e >= f)
-		ng_lua__charge(L, (uint64_t)e - (uint64_t)f + 1);
-	return call_original(L);
-}
-
-/* table.insert(t, pos, v) and table.remove(t, pos) shift the elements after pos. */
-static int env_table_shift(lua_State *L)
-{
-	luaL_checktype(L, 1, LUA_TTABLE);
-	int insert = (int)lua_tointeger(L, lua_upvalueindex(2));
-	if (lua_gettop(L) == (insert ? 3 : 2) && lua_isinteger(L, 2)) {
-		lua_Integer len = (lua_Integer)lua_rawlen(L, 1), pos = lua_tointeger(L, 2);
-		if (pos >= 0 && pos < len)
-			ng_lua__charge(L, (uint64_t)(len - pos));
-	}
-	return call_original(L);
-}
-
-static int env_table_concat(lua_State *L)
-{
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_Integer i = luaL_optinteger(L, 3, 1);
-	lua_Integer j =
-	    lua_isnoneornil(L, 4) ? (lua_Integer)lua_rawlen(L, 1) : luaL_checkinteger(L, 4);
-	if (j >= i)
-		ng_lua__charge(L, (uint64_t)j - (uint64_t)i + 1);
-	return call_original(L);
-}
-
-/* string functions that copy their first argument: a 64-byte copy ~ one instruction. */
-static int env_string_copy(lua_State *L)
-{
-	size_t n;
-	luaL_checklstring(L, 1, &n);
-	ng_lua__charge(L, n / 64);
-	return call_original(L);
-}
-
-static int env_table_sort(lua_State *L)
-{
-	luaL_checktype(L, 1, LUA_TTABLE);
-	double n = (double)lua_rawlen(L, 1);
-	ng_lua__charge(L, (uint64_t)(n * (1 + log2(n + 1))));
-	return call_original(L);
-}
-
-/* Replaces lib[name] with fn, which reaches the original through call_original. */
-static void wrap(lua_State *L, int lib, const char *name, lua_CFunction fn, int extra)
-{
-	lib = lua_absindex(L, lib);
-	lua_getfield(L, lib, name);
-	if (extra >= 0)
-		lua_pushinteger(L, extra);
-	lua_pushcclosure(L, fn, extra >= 0 ? 2 : 1);
-	lua_setfield(L, lib, name);
-}
-
-static void drop(lua_State *L, int lib, const char *name)
-{
-	lua_pushnil(L);
-	lua_setfield(L, lib < 0 ? lib - 1 : lib, name);
+	return ng_lua__call_original(L);
 }
 
 void ng_lua__push_env(lua_State *L)
@@ -543,17 +370,7 @@ void ng_lua__push_env(lua_State *L)
 
 	/* string: changed in place, because the string metatable's __index is this very table. */
 	luaL_requiref(L, "string", luaopen_string, 0);
-	drop(L, -1, "dump");
-	wrap(L, -1, "rep", env_string_rep, -1);
-	wrap(L, -1, "format", env_string_format, -1);
-	wrap(L, -1, "find", env_pattern, PAT_FIND);
-	wrap(L, -1, "match", env_pattern, PAT_MATCH);
-	wrap(L, -1, "gmatch", env_pattern, PAT_GMATCH);
-	wrap(L, -1, "gsub", env_pattern, PAT_GSUB);
-	wrap(L, -1, "upper", env_string_copy, -1);
-	wrap(L, -1, "lower", env_string_copy, -1);
-	wrap(L, -1, "reverse", env_string_copy, -1);
-	wrap(L, -1, "sub", env_string_copy, -1);
+	ng_lua__guard_string(L, -1);
 	push_readonly(L, -1, "string");
 	lua_setfield(L, env, "string");
 	/* getmetatable("") would otherwise hand out the writable library. */
@@ -564,19 +381,17 @@ void ng_lua__push_env(lua_State *L)
 	lua_pop(L, 3);
 
 	luaL_requiref(L, "table", luaopen_table, 0);
-	wrap(L, -1, "move", env_table_move, -1);
-	wrap(L, -1, "sort", env_table_sort, -1);
-	wrap(L, -1, "insert", env_table_shift, 1);
-	wrap(L, -1, "remove", env_table_shift, 0);
-	wrap(L, -1, "concat", env_table_concat, -1);
+	ng_lua__guard_table(L, -1);
 	push_readonly(L, -1, "table");
 	lua_setfield(L, env, "table");
 	lua_pop(L, 1);
 
 	/* Randomness comes from the workflow API, which records it for replay. */
 	luaL_requiref(L, "math", luaopen_math, 0);
-	drop(L, -1, "random");
-	drop(L, -1, "randomseed");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "random");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "randomseed");
 	push_readonly(L, -1, "math");
 	lua_setfield(L, env, "math");
 	lua_pop(L, 1);

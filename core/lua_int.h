@@ -1,6 +1,7 @@
 /*
- * lua_int.h — what the sandbox's two files share and nobody else uses: lua_sandbox.c (state,
- * allocator, loading, activations, the count hook) and lua_env.c (the allow-listed globals).
+ * lua_int.h — what the sandbox's files share and nobody else uses: lua_sandbox.c (state,
+ * allocator, loading), lua_activation.c (coroutine activations, the count hook, the limits),
+ * lua_env.c (the allow-listed globals) and lua_guard.c (bounds on the string and table libraries).
  */
 #ifndef NG_LUA_INT_H
 #define NG_LUA_INT_H
@@ -9,6 +10,57 @@
 
 #include <lua.h>
 #include <stdint.h>
+
+struct ng_lua {
+	lua_State *L;
+	struct ng_lua_limits limits;
+	size_t used, peak;
+	/*
+	 * The cap applies only while a script loads or runs. The host's own calls on the main
+	 * state (pushing arguments, building tracebacks) run outside any protected call, so a
+	 * refused allocation there would be an unprotected error, i.e. a panic.
+	 */
+	int enforce;
+	struct ng_lua_activation *current;
+	/* The last refused request: Lua retries the same request once after an emergency GC. */
+	const void *refused_ptr;
+	size_t refused_osize, refused_nsize;
+	int env_ref;
+	ng_lua_log_fn log_fn;
+	void *log_data;
+	unsigned live_scripts, live_activations;
+};
+
+struct ng_lua_script {
+	struct ng_lua *lua;
+	int ref;
+	char *name;
+};
+
+enum act_state {
+	ACT_RUNNING, /* inside lua_resume */
+	ACT_WAITING, /* yielded by an API call; may be resumed */
+	ACT_DONE,    /* finished, failed or killed */
+	ACT_CLOSING, /* being reset by ng_lua_activation_free */
+};
+
+struct ng_lua_activation {
+	void *data;
+	struct ng_lua *lua;
+	lua_State *co;
+	int ref;
+	enum act_state state;
+	int pending; /* values the last resume left on top of co */
+	enum ng_lua_limit kill;
+	size_t refused_bytes; /* a refused allocation that no emergency GC has made good */
+	uint64_t instructions, charged;
+	uint64_t elapsed_ns, resume_start_ns;
+	size_t mem_base, mem_peak;
+	char *message;
+};
+
+/* Whether growing the state by grow bytes would pass the state's or the activation's cap. */
+int ng_lua__over_cap(const struct ng_lua *lua, size_t grow);
 
 /* Builds the read-only global environment in the main state and pushes it. */
 void ng_lua__push_env(lua_State *L);
@@ -37,5 +89,14 @@ void ng_lua__log(lua_State *L, const char *msg);
  * one, else the type name for tables, functions, threads and userdata. Returns the string.
  */
 const char *ng_lua__tostring(lua_State *L, int idx, size_t *len);
+
+/* Calls the library function the running C closure wraps (its upvalue 1) on the same stack. */
+int ng_lua__call_original(lua_State *L);
+/* Replaces lib[name] with fn, whose upvalue 1 is the original and upvalue 2 extra (if >= 0). */
+void ng_lua__wrap(lua_State *L, int lib, const char *name, lua_CFunction fn, int extra);
+/* Bounds the string library table at idx in place (removes dump, guards the costly functions). */
+void ng_lua__guard_string(lua_State *L, int idx);
+/* Bounds the table library table at idx in place. */
+void ng_lua__guard_table(lua_State *L, int idx);
 
 #endif
