@@ -43,12 +43,24 @@ static int api_wait(lua_State *L)
 	return ng_lua_yield(L, 2);
 }
 
+/* Like an API call answered from the journal without yielding: proves the script ran on. */
+static int marks;
+
+static int api_mark(lua_State *L)
+{
+	NG_UNUSED(L);
+	marks++;
+	return 0;
+}
+
 static void push_ctx(struct ng_lua *lua)
 {
 	lua_State *L = ng_lua_state(lua);
 	lua_newtable(L);
 	lua_pushcfunction(L, api_wait);
 	lua_setfield(L, -2, "wait");
+	lua_pushcfunction(L, api_mark);
+	lua_setfield(L, -2, "mark");
 }
 
 /* Loads src as workflows/t.lua and starts run(ctx). */
@@ -81,6 +93,7 @@ static void expect_killed(const char *src, enum ng_lua_limit limit)
 	struct ng_lua *lua = open_sandbox(8u << 20, 200000, 5000);
 	ng_lua_set_log(lua, count_escapes, NULL);
 	escaped_logs = 0;
+	marks = 0;
 	struct ng_lua_result res;
 	struct ng_lua_activation *act = start_src(lua, src, &res);
 	if (res.outcome != NG_LUA_KILLED)
@@ -89,6 +102,7 @@ static void expect_killed(const char *src, enum ng_lua_limit limit)
 	ASSERT_EQ_STR(ng_lua_limit_name(res.limit), ng_lua_limit_name(limit));
 	ASSERT_CONTAINS(res.message, "killed:");
 	ASSERT_EQ_INT(escaped_logs, 0);
+	ASSERT_EQ_INT(marks, 0);
 	ng_lua_activation_free(act);
 	ng_lua_close(lua);
 }
@@ -101,7 +115,7 @@ static void budget_stops_plain_loop(void)
 static void budget_stops_loop_in_pcall(void)
 {
 	expect_killed(WF("for i = 1, 3 do pcall(function() while true do end end) end\n"
-	                 "log('escaped') return 'escaped'"),
+	                 "ctx.mark() log('escaped') return 'escaped'"),
 	              NG_LUA_LIMIT_INSTRUCTIONS);
 }
 
@@ -109,7 +123,7 @@ static void budget_stops_loop_in_sort_comparator(void)
 {
 	expect_killed(WF("local ok = pcall(table.sort, {3, 1, 2, 5, 4},\n"
 	                 "  function(a, b) while true do end end)\n"
-	                 "log('escaped') return 'escaped'"),
+	                 "ctx.mark() log('escaped') return 'escaped'"),
 	              NG_LUA_LIMIT_INSTRUCTIONS);
 }
 
@@ -117,24 +131,24 @@ static void budget_stops_loop_in_gsub_callback(void)
 {
 	expect_killed(
 	    WF("local ok = pcall(string.gsub, 'abc', '%w', function(c) while true do end end)\n"
-	       "log('escaped') return 'escaped'"),
+	       "ctx.mark() log('escaped') return 'escaped'"),
 	    NG_LUA_LIMIT_INSTRUCTIONS);
 }
 
 static void budget_stops_loop_in_error_handler(void)
 {
-	expect_killed(
-	    WF("xpcall(error, function() while true do end end)\nlog('escaped') return 'escaped'"),
-	    NG_LUA_LIMIT_INSTRUCTIONS);
+	expect_killed(WF("xpcall(error, function() while true do end end)\nctx.mark() "
+	                 "log('escaped') return 'escaped'"),
+	              NG_LUA_LIMIT_INSTRUCTIONS);
 }
 
 static void budget_pays_for_work_in_c(void)
 {
 	/* table.move over an empty table does nothing but loop in C: the budget is charged first.
 	 */
-	expect_killed(
-	    WF("local ok = pcall(table.move, {}, 1, 1e12, 2)\nlog('escaped') return 'escaped'"),
-	    NG_LUA_LIMIT_INSTRUCTIONS);
+	expect_killed(WF("local ok = pcall(table.move, {}, 1, 1e12, 2)\nctx.mark() log('escaped') "
+	                 "return 'escaped'"),
+	              NG_LUA_LIMIT_INSTRUCTIONS);
 }
 
 static void wall_time_stops_slow_script(void)
@@ -206,7 +220,7 @@ static void memory_bomb_in_pcall_is_stopped(void)
 {
 	check_memory_bomb(WF("for i = 1, 5 do pcall(function()\n"
 	                     "  local t = {} while true do t[#t+1] = string.rep('x', 1000) end\n"
-	                     "end) end\nlog('escaped') return 'escaped'"),
+	                     "end) end\nctx.mark() log('escaped') return 'escaped'"),
 	                  0);
 }
 
@@ -214,14 +228,15 @@ static void memory_bomb_then_api_call_is_stopped(void)
 {
 	check_memory_bomb(WF("pcall(function()\n"
 	                     "  local t = {} while true do t[#t+1] = {} end\n"
-	                     "end)\nctx.wait(1) log('escaped') return 'escaped'"),
+	                     "end)\nctx.wait(1) ctx.mark() log('escaped') return 'escaped'"),
 	                  0);
 }
 
 static void memory_bomb_huge_rep_is_stopped(void)
 {
-	check_memory_bomb(
-	    WF("local ok = pcall(string.rep, 'x', 1e10) log('escaped') return 'escaped'"), 0);
+	check_memory_bomb(WF("local ok = pcall(string.rep, 'x', 1e10) ctx.mark() log('escaped') "
+	                     "return 'escaped'"),
+	                  0);
 	check_memory_bomb(WF("return ('x'):rep(1e10)"), 0);
 }
 
