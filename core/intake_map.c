@@ -61,9 +61,16 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 	struct ng_intake_mapper *m;
 	lua_getallocf(L, (void **)&m);
 	/* No pcall in the sandbox, so this error ends the mapping whatever the script does. */
-	if (++m->ticks > m->budget_ticks)
-		luaL_error(L, "the mapping exceeded its instruction budget (%lu)",
-		           m->budget_ticks * HOOK_EVERY);
+	if (++m->ticks <= m->budget_ticks)
+		return;
+	/* luaL_error would name level 1, which inside a hook is not the running Lua line. */
+	lua_Debug where;
+	if (lua_getstack(L, 0, &where) && lua_getinfo(L, "Sl", &where) && where.currentline > 0)
+		lua_pushfstring(L, "%s:%d: ", where.short_src, where.currentline);
+	else
+		lua_pushliteral(L, "");
+	luaL_error(L, "%sthe mapping exceeded its instruction budget (%I)", lua_tostring(L, -1),
+	           (lua_Integer)(m->budget_ticks * HOOK_EVERY));
 }
 
 /* reject(message): the payload is malformed; the request gets a 400 with the message. */
@@ -527,26 +534,32 @@ static int take_result(struct call *c, const char *where, json_t *events, char *
 static int check_unique_keys(const char *where, const char *topic, json_t *events, char *err,
                              size_t errlen)
 {
-	size_t n = json_array_size(events);
-	for (size_t i = 0; i < n; i++) {
-		json_t *ki = json_object_get(json_array_get(events, i), "dedupe_keys");
-		for (size_t j = 0; j < i; j++) {
-			json_t *kj = json_object_get(json_array_get(events, j), "dedupe_keys");
-			size_t a, b;
-			json_t *x, *y;
-			json_array_foreach(ki, a, x)
-			    json_array_foreach(kj, b, y) if (json_equal(x, y))
-			{
+	json_t *seen = json_object(); /* key → 1-based index of the event that has it */
+	size_t i, j;
+	json_t *ev, *k;
+	int rc = 0;
+	json_array_foreach(events, i, ev)
+	{
+		json_array_foreach(json_object_get(ev, "dedupe_keys"), j, k)
+		{
+			const char *key = json_string_value(k);
+			json_t *first = json_object_get(seen, key);
+			if (first && (size_t)json_integer_value(first) != i + 1) {
 				snprintf(
 				    err, errlen,
-				    "%s: the %s mapping gave events %zu and %zu the same dedupe "
+				    "%s: the %s mapping gave events %lld and %zu the same dedupe "
 				    "key '%s'; give each event its own",
-				    where, topic, j + 1, i + 1, json_string_value(x));
-				return NG_ECONFIG;
+				    where, topic, json_integer_value(first), i + 1, key);
+				rc = NG_ECONFIG;
+				break;
 			}
+			json_object_set_new(seen, key, json_integer((json_int_t)i + 1));
 		}
+		if (rc)
+			break;
 	}
-	return 0;
+	json_decref(seen);
+	return rc;
 }
 
 int ng_intake_map(struct ng_intake_mapper *m, const char *topic,
