@@ -1,8 +1,7 @@
 /*
- * intake_map.c — loads a source's mapper file into its own small Lua sandbox and runs it on
- * payloads: the sandbox (allow-listed globals, read-only environment, helpers, instruction budget,
- * memory cap), the call, and the reading of its result into normalised events
- * (intake_map_event.c).
+ * intake_map.c — loads a source's mapper file into its own Lua sandbox (intake_map_sandbox.c)
+ * and runs it on payloads: finding the topic's function, the call, telling a rejected payload from
+ * a broken mapper, and reading its result into normalised events (intake_map_event.c).
  */
 #include "intake_map.h"
 #include "json_lua.h"
@@ -18,204 +17,17 @@
 
 #define DEFAULT_MEMORY       (64u << 20)
 #define DEFAULT_INSTRUCTIONS 10000000ul
-#define HOOK_EVERY           1000
-
-/* Registry keys: the metatable of a reject() error, and of the headers table. */
-static const char REJECT_MT[] = "nudge.intake.reject";
-static const char HEADERS_MT[] = "nudge.intake.headers";
 
 struct ng_intake_mapper {
-	lua_State *L;
+	struct ng_intake__sandbox sb; /* the state's allocator points here: never moved */
+	lua_State *L;                 /* sb.L */
 	char *source, *path;
 	struct ng_intake_options opts;
 	char *default_cc;
 	int topics_ref;
-	size_t mem_used, mem_limit;
-	unsigned long budget_ticks, ticks;
 };
 
-/* ---- the sandbox ------------------------------------------------------------------------------
- */
-
-static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-	struct ng_intake_mapper *m = ud;
-	if (!ptr)
-		osize = 0; /* osize is then the type of the new object, not a size */
-	if (nsize == 0) {
-		free(ptr);
-		m->mem_used -= osize;
-		return NULL;
-	}
-	if (nsize > osize && m->mem_used + (nsize - osize) > m->mem_limit)
-		return NULL; /* Lua raises a memory error */
-	void *p = realloc(ptr, nsize);
-	if (p)
-		m->mem_used = m->mem_used - osize + nsize;
-	return p;
-}
-
-static void budget_hook(lua_State *L, lua_Debug *ar)
-{
-	NG_UNUSED(ar);
-	struct ng_intake_mapper *m;
-	lua_getallocf(L, (void **)&m);
-	/* No pcall in the sandbox, so this error ends the mapping whatever the script does. */
-	if (++m->ticks <= m->budget_ticks)
-		return;
-	/* luaL_error would name level 1, which inside a hook is not the running Lua line. */
-	lua_Debug where;
-	if (lua_getstack(L, 0, &where) && lua_getinfo(L, "Sl", &where) && where.currentline > 0)
-		lua_pushfstring(L, "%s:%d: ", where.short_src, where.currentline);
-	else
-		lua_pushliteral(L, "");
-	luaL_error(L, "%sthe mapping exceeded its instruction budget (%I)", lua_tostring(L, -1),
-	           (lua_Integer)(m->budget_ticks * HOOK_EVERY));
-}
-
-/* reject(message): the payload is malformed; the request gets a 400 with the message. */
-static int l_reject(lua_State *L)
-{
-	const char *msg = luaL_checkstring(L, 1);
-	lua_createtable(L, 0, 1);
-	lua_pushstring(L, msg);
-	lua_setfield(L, -2, "message");
-	luaL_setmetatable(L, REJECT_MT);
-	return lua_error(L);
-}
-
-static int absent(lua_State *L, int idx)
-{
-	return lua_isnoneornil(L, idx) || ng_json_lua_is_null(L, idx) ||
-	       (lua_type(L, idx) == LUA_TSTRING && lua_rawlen(L, idx) == 0);
-}
-
-/* required(value, what): value, or reject("the payload has no <what>"). */
-static int l_required(lua_State *L)
-{
-	const char *what = luaL_checkstring(L, 2);
-	if (absent(L, 1)) {
-		lua_settop(L, 0);
-		lua_pushfstring(L, "the payload has no %s", what);
-		return l_reject(L);
-	}
-	lua_settop(L, 1);
-	return 1;
-}
-
-static int l_log(lua_State *L)
-{
-	struct ng_intake_mapper *m;
-	lua_getallocf(L, (void **)&m);
-	ng_info("intake", "%s mapper: %s", m->source, luaL_tolstring(L, 1, NULL));
-	return 0;
-}
-
-/* headers[name] in any case: the table holds lower-case names. */
-static int l_headers_index(lua_State *L)
-{
-	if (lua_type(L, 2) != LUA_TSTRING)
-		return 0;
-	luaL_Buffer b;
-	size_t n;
-	const char *k = lua_tolstring(L, 2, &n);
-	char *p = luaL_buffinitsize(L, &b, n);
-	for (size_t i = 0; i < n; i++)
-		p[i] = (char)(k[i] >= 'A' && k[i] <= 'Z' ? k[i] - 'A' + 'a' : k[i]);
-	luaL_pushresultsize(&b, n);
-	lua_rawget(L, 1);
-	return 1;
-}
-
-static int l_readonly(lua_State *L)
-{
-	return luaL_error(L, "attempt to write global '%s' (declare it local)",
-	                  lua_tostring(L, 2) ? lua_tostring(L, 2) : "?");
-}
-
-/* Helpers written in Lua, run once in the environment before it is frozen. */
-static const char PRELUDE[] = "local json, select, type, tostring, math, string, ipairs, error = "
-                              "json, select, type, tostring, math, string, ipairs, error\n"
-                              "function first(...)\n"
-                              "  for i = 1, select('#', ...) do\n"
-                              "    local v = select(i, ...)\n"
-                              "    if v ~= nil and v ~= json.null and v ~= '' then return v end\n"
-                              "  end\n"
-                              "end\n"
-                              "function str(v)\n"
-                              "  if v == nil or v == json.null then return nil end\n"
-                              "  local t = type(v)\n"
-                              "  if t == 'string' then return v end\n"
-                              "  if t == 'number' then\n"
-                              "    local i = math.tointeger(v)\n"
-                              "    if i then return string.format('%d', i) end\n"
-                              "    return tostring(v)\n"
-                              "  end\n"
-                              "  if t == 'boolean' then return tostring(v) end\n"
-                              "  error('str: expected a string or a number, got a ' .. t, 2)\n"
-                              "end\n"
-                              "function map(list, fn)\n"
-                              "  local out = json.array()\n"
-                              "  if list == nil or list == json.null then return out end\n"
-                              "  for _, v in ipairs(list) do\n"
-                              "    local r = fn(v)\n"
-                              "    if r ~= nil then out[#out + 1] = r end\n"
-                              "  end\n"
-                              "  return out\n"
-                              "end\n";
-
-/* Builds the environment table (left on the stack) in which mapper files run. */
-static int push_env(lua_State *L, char *err, size_t errlen)
-{
-	static const char *const keep[] = {"assert",   "error",    "ipairs", "next",   "pairs",
-	                                   "rawequal", "rawget",   "rawlen", "select", "tonumber",
-	                                   "tostring", "type",     "string", "table",  "math",
-	                                   "utf8",     "_VERSION", NULL};
-	lua_newtable(L);
-	for (size_t i = 0; keep[i]; i++) {
-		lua_getglobal(L, keep[i]);
-		lua_setfield(L, -2, keep[i]);
-	}
-	/* Nothing that varies between runs or reaches outside: dedupe keys must be reproducible. */
-	lua_getfield(L, -1, "math");
-	lua_pushnil(L);
-	lua_setfield(L, -2, "random");
-	lua_pushnil(L);
-	lua_setfield(L, -2, "randomseed");
-	lua_pop(L, 1);
-	lua_getfield(L, -1, "string");
-	lua_pushnil(L);
-	lua_setfield(L, -2, "dump");
-	lua_pop(L, 1);
-	ng_json_lua_open(L);
-	lua_setfield(L, -2, "json");
-	lua_pushcfunction(L, l_reject);
-	lua_setfield(L, -2, "reject");
-	lua_pushcfunction(L, l_required);
-	lua_setfield(L, -2, "required");
-	lua_pushcfunction(L, l_log);
-	lua_setfield(L, -2, "log");
-	lua_pushvalue(L, -1);
-	lua_setfield(L, -2, "_G");
-
-	if (luaL_loadbufferx(L, PRELUDE, sizeof PRELUDE - 1, "=prelude", "t") != LUA_OK) {
-		snprintf(err, errlen, "mapper prelude: %s", lua_tostring(L, -1));
-		return NG_ECONFIG;
-	}
-	lua_pushvalue(L, -2);
-	lua_setupvalue(L, -2, 1);
-	if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-		snprintf(err, errlen, "mapper prelude: %s", lua_tostring(L, -1));
-		return NG_ECONFIG;
-	}
-	lua_createtable(L, 0, 1);
-	lua_pushcfunction(L, l_readonly);
-	lua_setfield(L, -2, "__newindex");
-	lua_setmetatable(L, -2);
-	return 0;
-}
-
-/* ---- loading ------------------------------------------------------------------------------- */
+/* ---- loading --------------------------------------------------------------------------------- */
 
 static int source_ok(const char *s)
 {
@@ -292,9 +104,10 @@ int ng_intake_mapper_load(const char *dir, const char *source, const struct ng_i
 		m->default_cc = ng_xstrdup(m->opts.default_country_code);
 		m->opts.default_country_code = m->default_cc;
 	}
-	m->mem_limit = m->opts.memory_limit ? m->opts.memory_limit : DEFAULT_MEMORY;
-	unsigned long ins = m->opts.instructions ? m->opts.instructions : DEFAULT_INSTRUCTIONS;
-	m->budget_ticks = (ins + HOOK_EVERY - 1) / HOOK_EVERY;
+	m->sb.source = m->source;
+	m->sb.mem_limit = m->opts.memory_limit ? m->opts.memory_limit : DEFAULT_MEMORY;
+	m->sb.budget_ticks = ng_intake__sandbox_ticks(m->opts.instructions ? m->opts.instructions
+	                                                                   : DEFAULT_INSTRUCTIONS);
 	m->topics_ref = LUA_NOREF;
 
 	size_t len = 0;
@@ -305,29 +118,17 @@ int ng_intake_mapper_load(const char *dir, const char *source, const struct ng_i
 		ng_intake_mapper_free(m);
 		return rc;
 	}
-	m->L = lua_newstate(capped_alloc, m);
-	if (!m->L) {
+	rc = ng_intake__sandbox_open(&m->sb, err, errlen);
+	if (rc) {
 		free(src);
 		ng_intake_mapper_free(m);
-		return -ENOMEM;
+		return rc;
 	}
-	lua_State *L = m->L;
-	luaL_requiref(L, "_G", luaopen_base, 1);
-	luaL_requiref(L, "string", luaopen_string, 1);
-	luaL_requiref(L, "table", luaopen_table, 1);
-	luaL_requiref(L, "math", luaopen_math, 1);
-	luaL_requiref(L, "utf8", luaopen_utf8, 1);
-	lua_settop(L, 0);
-	luaL_newmetatable(L, REJECT_MT);
-	luaL_newmetatable(L, HEADERS_MT);
-	lua_pushcfunction(L, l_headers_index);
-	lua_setfield(L, -2, "__index");
-	lua_settop(L, 0);
+	lua_State *L = m->L = m->sb.L;
 
 	char chunk[512];
 	snprintf(chunk, sizeof chunk, "@%s", m->path);
-	rc = push_env(L, err, errlen);
-	if (rc == 0 && luaL_loadbufferx(L, src, len, chunk, "t") != LUA_OK) {
+	if (luaL_loadbufferx(L, src, len, chunk, "t") != LUA_OK) {
 		snprintf(err, errlen, "%s", lua_tostring(L, -1));
 		rc = NG_ECONFIG;
 	}
@@ -335,10 +136,7 @@ int ng_intake_mapper_load(const char *dir, const char *source, const struct ng_i
 	if (rc == 0) {
 		lua_pushvalue(L, 1);
 		lua_setupvalue(L, -2, 1);
-		m->ticks = 0;
-		lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
-		int st = lua_pcall(L, 0, 1, 0);
-		lua_sethook(L, NULL, 0, 0);
+		int st = ng_intake__sandbox_pcall(&m->sb, 0, 1);
 		if (st != LUA_OK) {
 			snprintf(err, errlen, "%s",
 			         lua_tostring(L, -1) ? lua_tostring(L, -1)
@@ -362,8 +160,7 @@ void ng_intake_mapper_free(struct ng_intake_mapper *m)
 {
 	if (!m)
 		return;
-	if (m->L)
-		lua_close(m->L);
+	ng_intake__sandbox_close(&m->sb);
 	free(m->source);
 	free(m->path);
 	free(m->default_cc);
@@ -397,7 +194,7 @@ int ng_intake_mapper_has(struct ng_intake_mapper *m, const char *topic)
 	return has;
 }
 
-/* ---- mapping ------------------------------------------------------------------------------- */
+/* ---- mapping --------------------------------------------------------------------------------- */
 
 struct call {
 	struct ng_intake_mapper *m;
@@ -415,33 +212,8 @@ static int push_args(lua_State *L)
 	int rc = ng_json_lua_push(L, c->payload, NG_JSON_LUA_NULL_AS_NIL);
 	if (rc)
 		return luaL_error(L, "the payload cannot be handed to Lua: %s", ng_strerror(rc));
-	lua_createtable(L, 0, (int)c->nheaders);
-	for (size_t i = c->nheaders; i-- > 0;) {
-		/* Walk backwards so that the first of repeated headers wins, as in a lookup. */
-		const char *k = c->headers[i].name;
-		if (!k || !c->headers[i].value)
-			continue;
-		luaL_Buffer b;
-		size_t n = strlen(k);
-		char *p = luaL_buffinitsize(L, &b, n);
-		for (size_t j = 0; j < n; j++)
-			p[j] = (char)(k[j] >= 'A' && k[j] <= 'Z' ? k[j] - 'A' + 'a' : k[j]);
-		luaL_pushresultsize(&b, n);
-		lua_pushstring(L, c->headers[i].value);
-		lua_rawset(L, -3);
-	}
-	luaL_setmetatable(L, HEADERS_MT);
+	ng_intake__push_headers(L, c->headers, c->nheaders);
 	return 2;
-}
-
-static int is_reject(lua_State *L, int idx)
-{
-	if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx))
-		return 0;
-	luaL_getmetatable(L, REJECT_MT);
-	int same = lua_rawequal(L, -1, -2);
-	lua_pop(L, 2);
-	return same;
 }
 
 /* "file:line" of the mapping function at the top of the stack (it stays there). */
@@ -595,14 +367,11 @@ int ng_intake_map(struct ng_intake_mapper *m, const char *topic,
 	lua_pushlightuserdata(L, &c);
 	int st = lua_pcall(L, 1, 2, 0);
 	if (st == LUA_OK) {
-		m->ticks = 0;
-		lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
-		st = lua_pcall(L, 2, 1, 0);
-		lua_sethook(L, NULL, 0, 0);
+		st = ng_intake__sandbox_pcall(&m->sb, 2, 1);
 	}
 	int rc = 0;
 	if (st != LUA_OK) {
-		if (is_reject(L, -1)) {
+		if (ng_intake__is_reject(L, -1)) {
 			lua_getfield(L, -1, "message");
 			snprintf(err, errlen, "%s topic '%s': %s", m->source, topic,
 			         lua_tostring(L, -1));
@@ -610,7 +379,7 @@ int ng_intake_map(struct ng_intake_mapper *m, const char *topic,
 		} else if (st == LUA_ERRMEM) {
 			snprintf(err, errlen,
 			         "%s: the %s mapping ran out of memory (limit %zu bytes)", where,
-			         topic, m->mem_limit);
+			         topic, m->sb.mem_limit);
 			rc = -ENOMEM;
 		} else {
 			const char *msg = lua_tostring(L, -1);

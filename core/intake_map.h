@@ -105,8 +105,29 @@ const char *ng_intake_topic_header(const char *source);
 int ng_intake_is_ping(const char *source, const struct ng_intake_header *headers, size_t n,
                       const char *body, size_t len, long long *webhook_id);
 
-/* ---- internal, shared by intake_map*.c ---------------------------------------------------------
- */
+/* ---- internal, shared by intake_map*.c ------------------------------------------------------- */
+
+#include <lua.h>
+
+/* A mapper's Lua state with its limits (intake_map_sandbox.c). Not movable once opened: the
+ * state's allocator points at it. */
+struct ng_intake__sandbox {
+	lua_State *L;
+	const char *source; /* for log lines */
+	size_t mem_used, mem_limit;
+	unsigned long ticks, budget_ticks; /* hook calls so far and allowed, per call */
+};
+/* Opens sb->L with the environment table for mapper chunks at stack index 1. */
+int ng_intake__sandbox_open(struct ng_intake__sandbox *sb, char *err, size_t errlen);
+void ng_intake__sandbox_close(struct ng_intake__sandbox *sb);
+/* The budget_ticks for an instruction count. */
+unsigned long ng_intake__sandbox_ticks(unsigned long instructions);
+/* lua_pcall under the instruction budget. */
+int ng_intake__sandbox_pcall(struct ng_intake__sandbox *sb, int nargs, int nresults);
+/* 1 when the error value at idx came from reject() or required(). */
+int ng_intake__is_reject(lua_State *L, int idx);
+/* Pushes the request headers as a table read in any case. */
+void ng_intake__push_headers(lua_State *L, const struct ng_intake_header *headers, size_t n);
 
 /* Normalises one event returned by a mapping (in) into a new object (*out). Returns 0, -EBADMSG or
  * NG_ECONFIG with a sentence (without file:line) in err. */

@@ -57,7 +57,7 @@ int ng_json_lua_is(lua_State *L, int idx, enum ng_json_lua_kind kind)
 	return same;
 }
 
-/* ---- JSON → Lua ---------------------------------------------------------------------------- */
+/* ---- JSON → Lua ------------------------------------------------------------------------------ */
 
 struct push_ctx {
 	const json_t *v;
@@ -147,7 +147,7 @@ int ng_json_lua_push(lua_State *L, const json_t *v, int flags)
 	return c.rc;
 }
 
-/* ---- Lua → JSON ---------------------------------------------------------------------------- */
+/* ---- Lua → JSON ------------------------------------------------------------------------------ */
 
 struct to_ctx {
 	json_t *root;
@@ -402,7 +402,7 @@ int ng_json_lua_to(lua_State *L, int idx, json_t **out, char *err, size_t errlen
 	return 0;
 }
 
-/* ---- the json library for scripts ---------------------------------------------------------- */
+/* ---- the json library for scripts ------------------------------------------------------------ */
 
 static int l_mark(lua_State *L, enum ng_json_lua_kind kind)
 {
