@@ -177,19 +177,26 @@ const char *ng_intake_mapper_path(const struct ng_intake_mapper *m)
 	return m->path;
 }
 
-/* Pushes the mapping function for topic, or nil. */
-static void push_topic(struct ng_intake_mapper *m, const char *topic)
+/* Runs in protected mode (pushing a string may raise a memory error): the topic's function or nil.
+ */
+static int lookup(lua_State *L)
 {
-	lua_rawgeti(m->L, LUA_REGISTRYINDEX, m->topics_ref);
-	lua_pushstring(m->L, topic);
-	lua_rawget(m->L, -2);
-	lua_remove(m->L, -2);
+	struct ng_intake_mapper *m = lua_touserdata(L, 1);
+	const char *topic = lua_touserdata(L, 2);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, m->topics_ref);
+	lua_pushstring(L, topic);
+	lua_rawget(L, -2);
+	return 1;
 }
 
 int ng_intake_mapper_has(struct ng_intake_mapper *m, const char *topic)
 {
-	push_topic(m, topic);
-	int has = lua_type(m->L, -1) == LUA_TFUNCTION;
+	if (!lua_checkstack(m->L, 4))
+		return 0;
+	lua_pushcfunction(m->L, lookup);
+	lua_pushlightuserdata(m->L, m);
+	lua_pushlightuserdata(m->L, (void *)topic);
+	int has = lua_pcall(m->L, 2, 1, 0) == LUA_OK && lua_type(m->L, -1) == LUA_TFUNCTION;
 	lua_pop(m->L, 1);
 	return has;
 }
@@ -202,25 +209,36 @@ struct call {
 	const struct ng_intake_header *headers;
 	size_t nheaders;
 	const json_t *payload;
+	int payload_rc; /* set when the payload could not be pushed */
 };
 
-/* Runs in protected mode: pushes the function's arguments (payload, headers) after it. */
-static int push_args(lua_State *L)
+/*
+ * Runs in protected mode, so that running out of memory is an error and not a panic: pushes the
+ * topic's function (or nil) and, when there is one, its arguments: the payload and the headers.
+ */
+static int prepare(lua_State *L)
 {
 	struct call *c = lua_touserdata(L, 1);
-	lua_pop(L, 1);
-	int rc = ng_json_lua_push(L, c->payload, NG_JSON_LUA_NULL_AS_NIL);
-	if (rc)
-		return luaL_error(L, "the payload cannot be handed to Lua: %s", ng_strerror(rc));
+	lua_settop(L, 0);
+	lua_pushlightuserdata(L, c->m);
+	lua_pushlightuserdata(L, (void *)c->topic);
+	lookup(L);
+	lua_replace(L, 1);
+	lua_settop(L, 1);
+	if (lua_type(L, 1) != LUA_TFUNCTION)
+		return 1;
+	c->payload_rc = ng_json_lua_push(L, c->payload, NG_JSON_LUA_NULL_AS_NIL);
+	if (c->payload_rc)
+		return 0;
 	ng_intake__push_headers(L, c->headers, c->nheaders);
-	return 2;
+	return 3;
 }
 
-/* "file:line" of the mapping function at the top of the stack (it stays there). */
-static void where_defined(lua_State *L, char *out, size_t cap)
+/* "file:line" of the mapping function at idx. */
+static void where_defined(lua_State *L, int idx, char *out, size_t cap)
 {
 	lua_Debug ar;
-	lua_pushvalue(L, -1);
+	lua_pushvalue(L, idx);
 	if (lua_getinfo(L, ">S", &ar) && ar.linedefined > 0)
 		snprintf(out, cap, "%s:%d", ar.short_src, ar.linedefined);
 	else
@@ -353,21 +371,37 @@ int ng_intake_map(struct ng_intake_mapper *m, const char *topic,
 		                                  : "a single value");
 		return -EBADMSG;
 	}
-	push_topic(m, topic);
-	if (lua_type(L, -1) != LUA_TFUNCTION) {
+	if (!lua_checkstack(L, 8)) {
+		snprintf(err, errlen, "the %s mapper is out of memory", m->source);
+		return -ENOMEM;
+	}
+	struct call c = {m, topic, headers, nheaders, payload, 0};
+	char where[300] = "";
+	lua_pushcfunction(L, prepare);
+	lua_pushlightuserdata(L, &c);
+	int st = lua_pcall(L, 1, 3, 0);
+	if (st == LUA_OK && c.payload_rc == -E2BIG) {
+		lua_settop(L, 0);
+		snprintf(err, errlen, "the %s payload is nested deeper than %d levels", m->source,
+		         NG_JSON_LUA_MAX_DEPTH);
+		return -EBADMSG;
+	}
+	if (st == LUA_OK && c.payload_rc) {
+		lua_settop(L, 0);
+		snprintf(err, errlen, "%s: the payload cannot be handed to the %s mapping: %s",
+		         m->path, topic, ng_strerror(c.payload_rc));
+		return c.payload_rc;
+	}
+	if (st == LUA_OK && lua_type(L, 1) != LUA_TFUNCTION) {
 		lua_settop(L, 0);
 		snprintf(err, errlen, "no mapping for %s topic '%s'", m->source, topic);
 		return NG_INTAKE_IGNORED;
 	}
-	char where[300];
-	where_defined(L, where, sizeof where);
-
-	struct call c = {m, topic, headers, nheaders, payload};
-	lua_pushcfunction(L, push_args);
-	lua_pushlightuserdata(L, &c);
-	int st = lua_pcall(L, 1, 2, 0);
 	if (st == LUA_OK) {
+		where_defined(L, 1, where, sizeof where);
 		st = ng_intake__sandbox_pcall(&m->sb, 2, 1);
+	} else {
+		snprintf(where, sizeof where, "%s", m->path);
 	}
 	int rc = 0;
 	if (st != LUA_OK) {

@@ -358,6 +358,17 @@ static void test_malformed_payload(void)
 	ASSERT_EQ_STR(err, "the shopify payload must be a JSON object, not an array");
 	json_decref(arr);
 
+	/* Deeper than Lua is given (jansson itself parses up to 2048 levels). */
+	json_t *deep = json_object(), *d = deep;
+	for (int i = 0; i < 300; i++) {
+		json_t *n = json_object();
+		json_object_set_new(d, "n", n);
+		d = n;
+	}
+	ASSERT_EQ_INT(map_fail(m, "checkouts/create", deep, err, sizeof err), -EBADMSG);
+	ASSERT_EQ_STR(err, "the shopify payload is nested deeper than 200 levels");
+	json_decref(deep);
+
 	json_t *p = fixture("shopify/checkouts_create.json");
 	json_object_del(p, "token");
 	ASSERT_EQ_INT(map_fail(m, "checkouts/create", p, err, sizeof err), -EBADMSG);
