@@ -25,16 +25,21 @@ local function is_object(v)
 	return type(v) == "table" and not json.is_array(v)
 end
 
-local function check_fields(t, known, where)
+local function sorted_keys(t)
+	local keys = {}
 	for k in pairs(t) do
+		keys[#keys + 1] = tostring(k)
+	end
+	table.sort(keys)
+	return keys
+end
+
+-- Keys are visited in sorted order so that the same request always gets the same answer.
+local function check_fields(t, known, where)
+	for _, k in ipairs(sorted_keys(t)) do
 		if not known[k] then
-			local names = {}
-			for name in pairs(known) do
-				names[#names + 1] = name
-			end
-			table.sort(names)
-			reject(where .. "unknown field '" .. tostring(k) .. "' (known: "
-				.. table.concat(names, ", ") .. ")")
+			reject(where .. "unknown field '" .. k .. "' (known: "
+				.. table.concat(sorted_keys(known), ", ") .. ")")
 		end
 	end
 end
@@ -71,9 +76,10 @@ local function check_consent(c, where)
 	if not is_object(c) then
 		reject(where .. "'consent' must be an object such as {\"email\": \"subscribed\"}")
 	end
-	for channel, v in pairs(c) do
+	for _, channel in ipairs(sorted_keys(c)) do
+		local v = c[channel]
 		if not CHANNELS[channel] then
-			reject(where .. "consent channel '" .. tostring(channel) .. "' is not email, sms or messenger")
+			reject(where .. "consent channel '" .. channel .. "' is not email, sms or messenger")
 		end
 		local state = is_object(v) and v.state or v
 		if not CONSENT_STATES[state] then
