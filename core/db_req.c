@@ -1,0 +1,146 @@
+/*
+ * db_req.c — one request of the pool: its copied statements, how it goes on the wire (pipelined,
+ * one sync per request) and how its results become the one callback the caller gets.
+ */
+#include "db_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <string.h>
+
+struct ng_db_req *ng_db_req_new(enum ng_db_req_kind kind, const struct ng_db_stmt *stmts,
+                                int nstmts)
+{
+	struct ng_db_req *req = ng_xcalloc(1, sizeof(*req));
+	req->kind = kind;
+	req->nstmts = nstmts;
+	req->nqueries = kind == NG_DB_REQ_BATCH ? nstmts + 2 : nstmts;
+	req->sql = ng_xcalloc((size_t)nstmts, sizeof(char *));
+	req->nparams = ng_xcalloc((size_t)nstmts, sizeof(int));
+	req->params = ng_xcalloc((size_t)nstmts, sizeof(char **));
+	req->results = ng_xcalloc((size_t)req->nqueries, sizeof(PGresult *));
+	for (int i = 0; i < nstmts; i++) {
+		req->sql[i] = ng_xstrdup(stmts[i].sql);
+		req->nparams[i] = stmts[i].nparams;
+		if (stmts[i].nparams > 0) {
+			req->params[i] = ng_xcalloc((size_t)stmts[i].nparams, sizeof(char *));
+			for (int j = 0; j < stmts[i].nparams; j++)
+				if (stmts[i].params[j])
+					req->params[i][j] = ng_xstrdup(stmts[i].params[j]);
+		}
+	}
+	return req;
+}
+
+void ng_db_req_free(struct ng_db_req *req)
+{
+	for (int i = 0; i < req->nstmts; i++) {
+		free(req->sql[i]);
+		for (int j = 0; j < req->nparams[i]; j++)
+			free(req->params[i][j]);
+		free(req->params[i]);
+	}
+	for (int i = 0; i < req->nqueries; i++)
+		PQclear(req->results[i]);
+	free(req->sql);
+	free(req->nparams);
+	free(req->params);
+	free(req->results);
+	free(req);
+}
+
+static int send_one(PGconn *pg, const char *sql, int nparams, char **params)
+{
+	return PQsendQueryParams(pg, sql, nparams, NULL, (const char *const *)params, NULL, NULL,
+	                         0) == 1
+	           ? 0
+	           : -1;
+}
+
+/*
+ * Queues the request's messages in libpq's output buffer: the queries, then one sync. A batch is
+ * wrapped in BEGIN/COMMIT so that it is one transaction whatever the statements do. Returns -1
+ * when libpq refused (the connection is broken): the request's sync never went out, so nothing of
+ * it can have committed and it may be queued again.
+ */
+int ng_db_req_send(struct ng_db_req *req, PGconn *pg)
+{
+	if (req->kind == NG_DB_REQ_BATCH && send_one(pg, "BEGIN", 0, NULL) < 0)
+		return -1;
+	for (int i = 0; i < req->nstmts; i++)
+		if (send_one(pg, req->sql[i], req->nparams[i], req->params[i]) < 0)
+			return -1;
+	if (req->kind == NG_DB_REQ_BATCH && send_one(pg, "COMMIT", 0, NULL) < 0)
+		return -1;
+	return PQpipelineSync(pg) == 1 ? 0 : -1;
+}
+
+/* Copies a libpq message without its trailing newline. */
+static void copy_message(char *dst, size_t cap, const char *src)
+{
+	snprintf(dst, cap, "%s", src ? src : "");
+	size_t n = strlen(dst);
+	while (n > 0 && (dst[n - 1] == '\n' || dst[n - 1] == ' '))
+		dst[--n] = '\0';
+}
+
+static int result_ok(const PGresult *r)
+{
+	ExecStatusType st = PQresultStatus(r);
+	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
+}
+
+void ng_db_req_finish(ng_db *db, struct ng_db_conn *c, struct ng_db_req *req, int status,
+                      const char *message)
+{
+	char msg[512], state[6] = "";
+	int first = req->kind == NG_DB_REQ_BATCH ? 1 : 0;
+	struct ng_db_result r = {
+	    .status = status,
+	    .message = msg,
+	    .sqlstate = state,
+	    .nresults = req->nstmts,
+	    .results = req->results + first,
+	    .failed = -1,
+	};
+
+	copy_message(msg, sizeof(msg), message);
+	if (status == 0) {
+		/* The first query (BEGIN and COMMIT included) that did not succeed decides. */
+		for (int i = 0; i < req->nqueries; i++) {
+			PGresult *pr = req->results[i];
+			if (pr && result_ok(pr))
+				continue;
+			r.status = NG_EDB;
+			r.res = pr;
+			if (pr) {
+				copy_message(msg, sizeof(msg), PQresultErrorMessage(pr));
+				const char *ss = PQresultErrorField(pr, PG_DIAG_SQLSTATE);
+				snprintf(state, sizeof(state), "%s", ss ? ss : "");
+			} else {
+				copy_message(msg, sizeof(msg), "no result from the server");
+			}
+			if (i >= first && i < first + req->nstmts)
+				r.failed = i - first;
+			else if (req->kind == NG_DB_REQ_BATCH)
+				r.failed = i == 0 ? 0 : req->nstmts - 1;
+			break;
+		}
+		if (r.status == 0 && req->nstmts > 0)
+			r.res = req->results[first + req->nstmts - 1];
+	}
+
+	if (req->kind == NG_DB_REQ_INTERNAL) {
+		if (r.status != 0)
+			ng_warn("db", "internal request \"%s\" failed: %s", req->sql[0], msg);
+		if (req->internal_done)
+			req->internal_done(c, req, r.status);
+	} else {
+		db->completed++;
+		if (r.status != 0)
+			db->errors++;
+		req->cb(&r, req->arg);
+	}
+	ng_db_req_free(req);
+}
