@@ -35,7 +35,8 @@ static void finish(struct deploy *d)
 {
 	struct ng_wf_engine *e = d->e;
 	e->busy--;
-	d->done(d->status, d->errors, d->arg);
+	if (d->done)
+		d->done(d->status, d->errors, d->arg);
 	wf_stmts_free(&d->st);
 	free(d->errors);
 	free(d);
