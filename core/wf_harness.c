@@ -283,3 +283,8 @@ int64_t ng_wf_harness_now(struct ng_wf_harness *h)
 {
 	return ng_clock_now_ms(h->clock);
 }
+
+const char *ng_wf_harness_conninfo(struct ng_wf_harness *h)
+{
+	return h->conninfo;
+}

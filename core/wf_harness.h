@@ -49,6 +49,8 @@ void ng_wf_harness_advance(struct ng_wf_harness *h, int64_t ms);
 PGconn *ng_wf_harness_pg(struct ng_wf_harness *h);
 struct ng_wf_engine *ng_wf_harness_engine(struct ng_wf_harness *h);
 int64_t ng_wf_harness_now(struct ng_wf_harness *h);
+/* The conninfo of the harness's database (with its private schema's search_path). */
+const char *ng_wf_harness_conninfo(struct ng_wf_harness *h);
 
 /* The SQL of a manual start, shared with `nudge start`: $1 customer, $2 now, $3 workflow. */
 extern const char ng_wf_manual_start_sql[];
