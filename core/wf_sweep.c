@@ -1,10 +1,10 @@
 /*
  * wf_sweep.c — triggers that come from time rather than events.
  *
- * Date triggers (`trigger = {date = "birthday", at = "09:00"}`): every hour, one INSERT ... SELECT
+ * Date triggers (`trigger = {date = "birthday", at = "09:00"}`): periodically, one INSERT ... SELECT
  * creates an instance for each customer whose date falls, at that local time in the customer's
  * timezone (the store's default when the customer has none or an unknown one), within the next day
- * or the last six hours. The instance is ready at that exact moment, so the scheduler's timer starts
+ * or the last twelve hours. It runs every six hours. The instance is ready at that exact moment, so the scheduler's timer starts
  * it on time. Feb 29 falls on Feb 28 in other years. The key holds the year: once per year.
  *
  * Segment triggers (`trigger = {every = "1d", segment = "SELECT id FROM customers WHERE ..."}`):
@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SWEEP_DATE_EVERY_MS (3600 * 1000)
+/* Instances are created up to a day ahead with their exact wake_at, so a sweep every six hours
+ * is on time; the look-back catches a sweep missed while no node ran. */
+#define SWEEP_DATE_EVERY_MS (6 * 3600 * 1000)
 #define SEGMENT_BATCH 1000
 
 struct sweep {
@@ -64,8 +66,8 @@ static void sweep_date(struct sweep *s, struct ng_wf_def *d)
 		"  created_at, updated_at)"
 		" SELECT c.id, $1, $2, c.id || ':' || $3 || ':' || o.y, 'ready', o.at, $4, $4"
 		" FROM customers c"
-		" CROSS JOIN LATERAL (SELECT coalesce((SELECT name FROM tzs WHERE name = c.timezone),"
-		"   $5) AS tz, CASE WHEN $3 = 'birthday' THEN c.birthday"
+		" CROSS JOIN LATERAL (SELECT CASE WHEN c.timezone IS NULL THEN $5 ELSE coalesce("
+		"   (SELECT name FROM tzs WHERE name = c.timezone), $5) END AS tz, CASE WHEN $3 = 'birthday' THEN c.birthday"
 		"   WHEN c.attributes->>$3 ~ '^\\d{4}-\\d{2}-\\d{2}$' THEN (c.attributes->>$3)::date"
 		"   END AS d) z"
 		" CROSS JOIN LATERAL (SELECT y, (make_date(y, extract(month FROM z.d)::int,"
@@ -76,7 +78,7 @@ static void sweep_date(struct sweep *s, struct ng_wf_def *d)
 		"  FROM generate_series(extract(year FROM $4::timestamptz AT TIME ZONE z.tz)::int - 1,"
 		"   extract(year FROM $4::timestamptz AT TIME ZONE z.tz)::int + 1) AS y) o"
 		" WHERE z.d IS NOT NULL AND c.erased_at IS NULL"
-		"  AND o.at > $4::timestamptz - interval '6 hours'"
+		"  AND o.at > $4::timestamptz - interval '12 hours'"
 		"  AND o.at <= $4::timestamptz + interval '1 day'"
 		"  AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.customer_id = c.id"
 		"   AND i.workflow = $1 AND i.key = c.id || ':' || $3 || ':' || o.y)"
