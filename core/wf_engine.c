@@ -303,8 +303,8 @@ void ng_wf_engine_stats(const struct ng_wf_engine *e, struct ng_wf_stats *out)
 static void on_handle_closed(uv_handle_t *h)
 {
 	struct ng_wf_engine *e = h->data;
-	if (h == (uv_handle_t *)&e->kick_idle)
-		return; /* the resume handle closes last */
+	if (--e->handles_open > 0)
+		return; /* libuv gives no order among close callbacks: the last one frees */
 	while (e->defs) {
 		struct ng_wf_def *d = e->defs;
 		e->defs = d->next;
@@ -329,6 +329,7 @@ static void maybe_closed(struct ng_wf_engine *e)
 		listeners[e->listening - 1] = NULL;
 	ng_clock_timer_stop(e->opt.clock, &e->timer);
 	ng_clock_timer_stop(e->opt.clock, &e->sweep_timer);
+	e->handles_open = 2;
 	uv_close((uv_handle_t *)&e->kick_idle, on_handle_closed);
 	uv_close((uv_handle_t *)&e->resume_idle, on_handle_closed);
 }

@@ -67,6 +67,7 @@ struct ng_wf_engine {
 	uv_idle_t resume_idle; /* resumes instances whose async effect completed */
 	struct wf_inst *resume_head;
 	int inflight_steps;
+	int handles_open; /* while closing */
 	void (*closed)(void *arg);
 	void *closed_arg;
 };
