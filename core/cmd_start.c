@@ -44,20 +44,23 @@ int ng_cmd_start(int argc, char **argv)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	char now[40];
-	const char *p[3] = {customer,
-	                    ng_wf_ts((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, now, sizeof now),
-	                    wf};
+	const char *p[3] = {
+	    customer, ng_wf_ts((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, now, sizeof now),
+	    wf};
 	PGresult *r = PQexecParams(pg, ng_wf_manual_start_sql, 3, NULL, p, NULL, NULL, 0);
 	int rc = 0;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		fprintf(stderr, "nudge: %s", PQresultErrorMessage(r));
 		rc = 1;
 	} else if (PQntuples(r) == 0) {
-		fprintf(stderr, "nudge: not started: no deployed workflow named %s, or customer %s "
-		                "already has a live instance of it\n", wf, customer);
+		fprintf(stderr,
+		        "nudge: not started: no deployed workflow named %s, or customer %s "
+		        "already has a live instance of it\n",
+		        wf, customer);
 		rc = 1;
 	} else {
-		printf("started %s instance %s for customer %s\n", wf, PQgetvalue(r, 0, 0), customer);
+		printf("started %s instance %s for customer %s\n", wf, PQgetvalue(r, 0, 0),
+		       customer);
 	}
 	PQclear(r);
 	PQfinish(pg);

@@ -68,7 +68,8 @@ static int check_paths(int argc, char **argv)
 				size_t l = strlen(de->d_name);
 				if (l > 4 && !strcmp(de->d_name + l - 4, ".lua") &&
 				    !(l > 9 && !strcmp(de->d_name + l - 9, "_test.lua"))) {
-					files = ng_xrealloc(files, (size_t)(nf + 1) * sizeof(char *));
+					files =
+					    ng_xrealloc(files, (size_t)(nf + 1) * sizeof(char *));
 					files[nf++] = ng_xasprintf("%s/%s", argv[i], de->d_name);
 				}
 			}

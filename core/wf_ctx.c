@@ -86,7 +86,8 @@ static int ctx_wait_until(lua_State *L)
 		json_object_set_new(a, "at", to_json(L, -1, "ctx.wait_until"));
 	else if (ty != LUA_TNIL) {
 		json_decref(a);
-		return luaL_error(L, "ctx.wait_until: at must be a time (\"2026-12-01T09:00:00Z\")");
+		return luaL_error(L,
+		                  "ctx.wait_until: at must be a time (\"2026-12-01T09:00:00Z\")");
 	}
 	static const char *const parts[] = {"local_hour", "local_minute"};
 	for (int i = 0; i < 2; i++) {
@@ -96,8 +97,8 @@ static int ctx_wait_until(lua_State *L)
 		lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
 		if (v < 0 || v > (i == 0 ? 23 : 59)) {
 			json_decref(a);
-			return luaL_error(L, "ctx.wait_until: %s must be an integer 0..%d", parts[i],
-			                  i == 0 ? 23 : 59);
+			return luaL_error(L, "ctx.wait_until: %s must be an integer 0..%d",
+			                  parts[i], i == 0 ? 23 : 59);
 		}
 		json_object_set_new(a, parts[i], json_integer(v));
 	}
@@ -115,8 +116,9 @@ static int ctx_wait_for(lua_State *L)
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);
 		if (lua_getfield(L, 2, "timeout") != LUA_TNIL)
-			json_object_set_new(a, "timeout",
-			                    json_string(check_duration(L, lua_gettop(L), "wait_for")));
+			json_object_set_new(
+			    a, "timeout",
+			    json_string(check_duration(L, lua_gettop(L), "wait_for")));
 		int ty = lua_getfield(L, 2, "match");
 		if (ty == LUA_TTABLE)
 			json_object_set_new(a, "match", to_json(L, -1, "ctx.wait_for match"));
@@ -134,7 +136,8 @@ static int ctx_send(lua_State *L)
 	lua_getfield(L, 1, "channel");
 	const char *ch = lua_tostring(L, -1);
 	if (!ch || !one_of(ch, channels))
-		return luaL_error(L, "ctx.send: channel must be \"email\", \"sms\" or \"messenger\"");
+		return luaL_error(L,
+		                  "ctx.send: channel must be \"email\", \"sms\" or \"messenger\"");
 	lua_getfield(L, 1, "template");
 	const char *tpl = lua_tostring(L, -1);
 	if (!tpl || !*tpl)
@@ -142,7 +145,8 @@ static int ctx_send(lua_State *L)
 	lua_getfield(L, 1, "purpose");
 	const char *purpose = lua_isnil(L, -1) ? "marketing" : lua_tostring(L, -1);
 	if (!purpose || !one_of(purpose, purposes))
-		return luaL_error(L, "ctx.send: purpose must be \"marketing\" or \"transactional\"");
+		return luaL_error(L,
+		                  "ctx.send: purpose must be \"marketing\" or \"transactional\"");
 	int ty = lua_getfield(L, 1, "data");
 	if (ty != LUA_TNIL && ty != LUA_TTABLE)
 		return luaL_error(L, "ctx.send: data must be a table");
@@ -168,8 +172,11 @@ static int ctx_query(lua_State *L)
 			int ty = lua_rawgeti(L, 2, i);
 			if (ty != LUA_TSTRING && ty != LUA_TNUMBER && ty != LUA_TBOOLEAN) {
 				json_decref(params);
-				return luaL_error(L, "ctx.query: parameter %d must be a string, number "
-				                     "or boolean", (int)i);
+				return luaL_error(
+				    L,
+				    "ctx.query: parameter %d must be a string, number "
+				    "or boolean",
+				    (int)i);
 			}
 			json_array_append_new(params, to_json(L, -1, "ctx.query"));
 			lua_pop(L, 1);
@@ -220,7 +227,9 @@ static int ctx_log(lua_State *L)
 			lua_pushvalue(L, i);
 			luaL_addvalue(&b);
 		} else if (ty == LUA_TBOOLEAN || ty == LUA_TNIL) {
-			luaL_addstring(&b, ty == LUA_TNIL ? "nil" : lua_toboolean(L, i) ? "true" : "false");
+			luaL_addstring(&b, ty == LUA_TNIL        ? "nil"
+			                   : lua_toboolean(L, i) ? "true"
+			                                         : "false");
 		} else {
 			luaL_addstring(&b, luaL_typename(L, i));
 		}
@@ -235,10 +244,17 @@ static int ctx_now(lua_State *L)
 }
 
 static const luaL_Reg api[] = {
-	{"wait", ctx_wait},       {"wait_until", ctx_wait_until}, {"wait_for", ctx_wait_for},
-	{"send", ctx_send},       {"customer", ctx_customer},     {"query", ctx_query},
-	{"split", ctx_split},     {"emit", ctx_emit},             {"log", ctx_log},
-	{"now", ctx_now},         {NULL, NULL},
+    {"wait", ctx_wait},
+    {"wait_until", ctx_wait_until},
+    {"wait_for", ctx_wait_for},
+    {"send", ctx_send},
+    {"customer", ctx_customer},
+    {"query", ctx_query},
+    {"split", ctx_split},
+    {"emit", ctx_emit},
+    {"log", ctx_log},
+    {"now", ctx_now},
+    {NULL, NULL},
 };
 
 void wf_ctx_push(lua_State *L, struct wf_request *rq, json_t *event, int64_t cid, int64_t iid,

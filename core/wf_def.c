@@ -21,9 +21,8 @@
 
 /* Every name the ctx table offers; `nudge check` refuses a call to anything else. */
 static const char *const ctx_api[] = {
-	"wait",   "wait_until", "wait_for", "send",     "customer",    "query",    "split",
-	"emit",   "log",        "now",      "event",    "customer_id", "instance_id", "workflow",
-	"version", NULL,
+    "wait", "wait_until", "wait_for", "send",        "customer",    "query",    "split",   "emit",
+    "log",  "now",        "event",    "customer_id", "instance_id", "workflow", "version", NULL,
 };
 
 struct loader {
@@ -41,7 +40,7 @@ static int line_of(struct loader *ld, const char *path)
 }
 
 static int fail(struct loader *ld, const char *path, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int fail(struct loader *ld, const char *path, const char *fmt, ...)
 {
 	char msg[512];
@@ -68,7 +67,8 @@ static char *opt_string(struct loader *ld, int t, const char *k, const char *pat
 	if (ty == LUA_TSTRING)
 		out = ng_xstrdup(lua_tostring(ld->L, -1));
 	else if (ty != LUA_TNIL)
-		*rc = fail(ld, path, "%s must be a string, not a %s", path, lua_typename(ld->L, ty));
+		*rc =
+		    fail(ld, path, "%s must be a string, not a %s", path, lua_typename(ld->L, ty));
 	lua_pop(ld->L, 1);
 	return out;
 }
@@ -79,7 +79,8 @@ static int opt_function(struct loader *ld, int t, const char *k, const char *pat
 	if (ty == LUA_TFUNCTION)
 		return luaL_ref(ld->L, LUA_REGISTRYINDEX);
 	if (ty != LUA_TNIL)
-		*rc = fail(ld, path, "%s must be a function, not a %s", path, lua_typename(ld->L, ty));
+		*rc = fail(ld, path, "%s must be a function, not a %s", path,
+		           lua_typename(ld->L, ty));
 	lua_pop(ld->L, 1);
 	return LUA_NOREF;
 }
@@ -111,11 +112,12 @@ static int load_trigger(struct loader *ld)
 	int rc = 0;
 	if (field(L, ld->tbl, "trigger") != LUA_TTABLE) {
 		lua_pop(L, 1);
-		return fail(ld, "trigger", "trigger must be a table such as {event = \"order.placed\"}");
+		return fail(ld, "trigger",
+		            "trigger must be a table such as {event = \"order.placed\"}");
 	}
 	int t = lua_gettop(L);
-	static const char *const keys[] = {"event", "filter", "date", "at", "every", "segment",
-	                                   "manual", NULL};
+	static const char *const keys[] = {"event", "filter",  "date",   "at",
+	                                   "every", "segment", "manual", NULL};
 	if ((rc = check_keys(ld, t, keys, "trigger.")))
 		goto out;
 	d->event_type = opt_string(ld, t, "event", "trigger.event", &rc);
@@ -128,23 +130,26 @@ static int load_trigger(struct loader *ld)
 	lua_pop(L, 1);
 	int kinds = !!d->event_type + !!d->date_field + !!every + manual;
 	if (!rc && kinds != 1)
-		rc = fail(ld, "trigger", "trigger needs exactly one of event, date, every or manual");
+		rc = fail(ld, "trigger",
+		          "trigger needs exactly one of event, date, every or manual");
 	if (!rc && d->event_type) {
 		d->trigger = NG_WF_TRIGGER_EVENT;
 	} else if (!rc && d->date_field) {
 		d->trigger = NG_WF_TRIGGER_DATE;
 		int hh = 9, mm = 0;
-		if (at && (sscanf(at, "%d:%d", &hh, &mm) != 2 || hh < 0 || hh > 23 || mm < 0 ||
-		           mm > 59))
+		if (at &&
+		    (sscanf(at, "%d:%d", &hh, &mm) != 2 || hh < 0 || hh > 23 || mm < 0 || mm > 59))
 			rc = fail(ld, "trigger.at", "trigger.at must be a local time \"HH:MM\"");
 		d->at_minute = hh * 60 + mm;
 	} else if (!rc && every) {
 		d->trigger = NG_WF_TRIGGER_EVERY;
 		if (ng_clock_parse_duration(every, &d->every_ms) != 0 || d->every_ms < 60000)
-			rc = fail(ld, "trigger.every",
-			          "trigger.every must be a duration of at least a minute, like \"1d\"");
+			rc = fail(
+			    ld, "trigger.every",
+			    "trigger.every must be a duration of at least a minute, like \"1d\"");
 		else if (!d->segment)
-			rc = fail(ld, "trigger", "a recurring trigger needs a segment (SQL returning id)");
+			rc = fail(ld, "trigger",
+			          "a recurring trigger needs a segment (SQL returning id)");
 	} else if (!rc) {
 		d->trigger = NG_WF_TRIGGER_MANUAL;
 	}
@@ -174,7 +179,8 @@ static int load_exits(struct loader *ld)
 			lua_pop(L, 1);
 		}
 	} else if (ty != LUA_TNIL) {
-		rc = fail(ld, "exits", "exits must be a list of event types, like {\"order.placed\"}");
+		rc = fail(ld, "exits",
+		          "exits must be a list of event types, like {\"order.placed\"}");
 	}
 	lua_pop(L, 1);
 	return rc;
@@ -188,8 +194,8 @@ static int check_api_calls(struct loader *ld)
 	for (const char *p = s; *p; p++) {
 		if (*p == '\n')
 			line++;
-		if (strncmp(p, "ctx.", 4) != 0 || (p > s && (isalnum((unsigned char)p[-1]) ||
-		                                             p[-1] == '_' || p[-1] == '.')))
+		if (strncmp(p, "ctx.", 4) != 0 ||
+		    (p > s && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '.')))
 			continue;
 		const char *n = p + 4;
 		size_t len = 0;
@@ -199,8 +205,8 @@ static int check_api_calls(struct loader *ld)
 		for (int i = 0; ctx_api[i]; i++)
 			ok |= strlen(ctx_api[i]) == len && strncmp(ctx_api[i], n, len) == 0;
 		if (!ok && !ld->err) {
-			ld->err = ng_xasprintf("%s:%d: unknown workflow API ctx.%.*s", ld->def->path,
-			                       line, (int)len, n);
+			ld->err = ng_xasprintf("%s:%d: unknown workflow API ctx.%.*s",
+			                       ld->def->path, line, (int)len, n);
 			return -EINVAL;
 		}
 	}
@@ -212,8 +218,8 @@ static int validate(struct loader *ld)
 	lua_State *L = ld->L;
 	struct ng_wf_def *d = ld->def;
 	int rc = 0;
-	static const char *const keys[] = {"name", "version", "description", "trigger", "key",
-	                                   "reentry", "exits", "run", NULL};
+	static const char *const keys[] = {"name",    "version", "description", "trigger", "key",
+	                                   "reentry", "exits",   "run",         NULL};
 	if ((rc = check_keys(ld, ld->tbl, keys, "")))
 		return rc;
 	char *name = opt_string(ld, ld->tbl, "name", "name", &rc);
@@ -400,9 +406,9 @@ char *ng_wf_def_describe(const struct ng_wf_def *d)
 	for (int i = 0; i < d->nexits; i++)
 		json_array_append_new(ex, json_string(d->exits[i]));
 	static const char *const re[] = {"always", "once", "after"};
-	json_t *o = json_pack("{s:s, s:o, s:b, s:s, s:I, s:o}", "name", d->name, "trigger", t, "key",
-	                      d->key_ref != LUA_NOREF, "reentry", re[d->reentry], "reentry_ms",
-	                      (json_int_t)d->reentry_ms, "exits", ex);
+	json_t *o = json_pack("{s:s, s:o, s:b, s:s, s:I, s:o}", "name", d->name, "trigger", t,
+	                      "key", d->key_ref != LUA_NOREF, "reentry", re[d->reentry],
+	                      "reentry_ms", (json_int_t)d->reentry_ms, "exits", ex);
 	if (d->declared_version)
 		json_object_set_new(o, "declared_version", json_integer(d->declared_version));
 	char *s = wf_json_dump(o);

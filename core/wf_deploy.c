@@ -123,15 +123,17 @@ static void queue_version(struct deploy *d, struct ng_wf_def *def)
 	             def->name);
 	/* Serialises concurrent deploys of one workflow, so version numbers never collide. */
 	wf_stmts_add(&d->st, "SELECT 1 FROM workflows WHERE name = $1 FOR UPDATE", 1, def->name);
-	wf_stmts_add(&d->st,
-	             "INSERT INTO workflow_versions (workflow, version, source, source_hash, definition)"
-	             " SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4 FROM workflow_versions"
-	             " WHERE workflow = $1 ON CONFLICT (workflow, source_hash) DO NOTHING",
-	             4, def->name, def->source, def->hash, desc);
-	wf_stmts_add(&d->st,
-	             "UPDATE workflows SET active_version = (SELECT version FROM workflow_versions"
-	             " WHERE workflow = $1 AND source_hash = $2), updated_at = now() WHERE name = $1",
-	             2, def->name, def->hash);
+	wf_stmts_add(
+	    &d->st,
+	    "INSERT INTO workflow_versions (workflow, version, source, source_hash, definition)"
+	    " SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4 FROM workflow_versions"
+	    " WHERE workflow = $1 ON CONFLICT (workflow, source_hash) DO NOTHING",
+	    4, def->name, def->source, def->hash, desc);
+	wf_stmts_add(
+	    &d->st,
+	    "UPDATE workflows SET active_version = (SELECT version FROM workflow_versions"
+	    " WHERE workflow = $1 AND source_hash = $2), updated_at = now() WHERE name = $1",
+	    2, def->name, def->hash);
 	free(desc);
 }
 

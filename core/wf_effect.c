@@ -30,11 +30,11 @@ static void record(struct wf_inst *in, json_t *result)
 	snprintf(iid, sizeof iid, "%lld", (long long)in->iid);
 	snprintf(seq, sizeof seq, "%d", in->seq);
 	char *args = wf_json_dump(in->req.args), *res = wf_json_dump(result);
-	wf_stmts_add(&in->st,
-	             "INSERT INTO effects (customer_id, instance_id, seq, kind, args, result, created_at)"
-	             " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-	             7, cid, iid, seq, in->req.kind, args, res,
-	             ng_wf_ts(wf_now(in->e), now, sizeof now));
+	wf_stmts_add(
+	    &in->st,
+	    "INSERT INTO effects (customer_id, instance_id, seq, kind, args, result, created_at)"
+	    " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	    7, cid, iid, seq, in->req.kind, args, res, ng_wf_ts(wf_now(in->e), now, sizeof now));
 	free(args);
 	free(res);
 	in->new_effects++;
@@ -92,7 +92,8 @@ static int push_result(struct wf_inst *in, lua_State *L, json_t *result)
 		return 1;
 	}
 	if (is(in, "now")) {
-		lua_pushinteger(L, (lua_Integer)(json_integer_value(json_object_get(result, "ms")) / 1000));
+		lua_pushinteger(
+		    L, (lua_Integer)(json_integer_value(json_object_get(result, "ms")) / 1000));
 		return 1;
 	}
 	return 0; /* log */
@@ -159,14 +160,15 @@ static void queue_send(struct wf_inst *in)
 	char *data = wf_json_dump(json_object_get(a, "data"));
 	const char *ch = json_string_value(json_object_get(a, "channel"));
 	const char *tpl = json_string_value(json_object_get(a, "template"));
-	wf_stmts_add(&in->st,
-	             "INSERT INTO messages (customer_id, instance_id, seq, workflow, channel, template,"
-	             " purpose, data, next_attempt_at, created_at, updated_at)"
-	             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)"
-	             " ON CONFLICT (customer_id, instance_id, seq) DO NOTHING",
-	             9, cid, iid, seq, in->workflow, ch, tpl,
-	             json_string_value(json_object_get(a, "purpose")), data,
-	             ng_wf_ts(wf_now(in->e), now, sizeof now));
+	wf_stmts_add(
+	    &in->st,
+	    "INSERT INTO messages (customer_id, instance_id, seq, workflow, channel, template,"
+	    " purpose, data, next_attempt_at, created_at, updated_at)"
+	    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)"
+	    " ON CONFLICT (customer_id, instance_id, seq) DO NOTHING",
+	    9, cid, iid, seq, in->workflow, ch, tpl,
+	    json_string_value(json_object_get(a, "purpose")), data,
+	    ng_wf_ts(wf_now(in->e), now, sizeof now));
 	free(data);
 	in->new_sends++;
 	wf_inst_note(in, "send", "%s %s", ch, tpl);
@@ -204,16 +206,21 @@ static json_t *rows_json(PGresult *res)
 			const char *v = PQgetvalue(res, r, f);
 			json_t *x;
 			switch (PQftype(res, f)) {
-			case 20: case 21: case 23: /* int8, int2, int4 */
+			case 20:
+			case 21:
+			case 23: /* int8, int2, int4 */
 				x = json_integer(strtoll(v, NULL, 10));
 				break;
-			case 700: case 701: case 1700: /* float4, float8, numeric */
+			case 700:
+			case 701:
+			case 1700: /* float4, float8, numeric */
 				x = json_real(strtod(v, NULL));
 				break;
 			case 16: /* bool */
 				x = json_boolean(v[0] == 't');
 				break;
-			case 114: case 3802: /* json, jsonb */
+			case 114:
+			case 3802: /* json, jsonb */
 				x = json_loads(v, JSON_DECODE_ANY, NULL);
 				break;
 			default:
@@ -234,12 +241,14 @@ static void on_async(const struct ng_db_result *r, void *arg)
 	} else if (is(in, "query")) {
 		PGresult *res = r->results[1];
 		if (PQntuples(res) > QUERY_MAX_ROWS)
-			in->async_result = json_pack("{s:s}", "error", "the query returned more than "
-			                                              "1000 rows; add a LIMIT");
+			in->async_result = json_pack("{s:s}", "error",
+			                             "the query returned more than "
+			                             "1000 rows; add a LIMIT");
 		else
 			in->async_result = json_pack("{s:o}", "rows", rows_json(res));
 	} else {
-		in->async_result = json_pack("{s:I}", "until", (json_int_t)wf_col_i64(r->res, 0, 0));
+		in->async_result =
+		    json_pack("{s:I}", "until", (json_int_t)wf_col_i64(r->res, 0, 0));
 	}
 	wf_inst_resume_later(in);
 }
@@ -261,9 +270,9 @@ static void start_query(struct wf_inst *in)
 	}
 	/* READ ONLY: a workflow's query can look but never write, whatever its SQL says. */
 	struct ng_db_stmt st[2] = {
-		{"SET TRANSACTION READ ONLY", 0, NULL},
-		{json_string_value(json_object_get(in->req.args, "sql")), (int)n,
-		 (const char *const *)p},
+	    {"SET TRANSACTION READ ONLY", 0, NULL},
+	    {json_string_value(json_object_get(in->req.args, "sql")), (int)n,
+	     (const char *const *)p},
 	};
 	int rc = ng_db_batch(in->e->opt.db, st, 2, on_async, in);
 	for (size_t i = 0; i < n; i++)
@@ -292,14 +301,14 @@ static void start_wait_until(struct wf_inst *in)
 	const char *tz = json_string_value(json_object_get(in->customer, "timezone"));
 	const char *params[4] = {at_text, tz && *tz ? tz : in->e->default_tz, h ? hh : NULL, mm};
 	int rc = ng_db_query(
-		in->e->opt.db,
-		"SELECT (extract(epoch FROM CASE WHEN $3::int IS NULL THEN $1::timestamptz ELSE"
-		" (SELECT (CASE WHEN t >= l THEN t ELSE t + interval '1 day' END) AT TIME ZONE $2"
-		"    FROM (SELECT $1::timestamptz AT TIME ZONE $2 AS l,"
-		"                 date_trunc('day', $1::timestamptz AT TIME ZONE $2)"
-		"                 + make_interval(hours => $3::int, mins => $4::int) AS t) s)"
-		" END) * 1000)::bigint",
-		4, params, on_async, in);
+	    in->e->opt.db,
+	    "SELECT (extract(epoch FROM CASE WHEN $3::int IS NULL THEN $1::timestamptz ELSE"
+	    " (SELECT (CASE WHEN t >= l THEN t ELSE t + interval '1 day' END) AT TIME ZONE $2"
+	    "    FROM (SELECT $1::timestamptz AT TIME ZONE $2 AS l,"
+	    "                 date_trunc('day', $1::timestamptz AT TIME ZONE $2)"
+	    "                 + make_interval(hours => $3::int, mins => $4::int) AS t) s)"
+	    " END) * 1000)::bigint",
+	    4, params, on_async, in);
 	if (rc)
 		fail_async(in, rc);
 }
@@ -370,8 +379,8 @@ int wf_effect_perform(struct wf_inst *in, lua_State *L)
 		char *k = ng_xasprintf("%lld:%s", (long long)in->cid,
 		                       json_string_value(json_object_get(a, "name")));
 		json_t *v = json_object_get(a, "variants");
-		result = json_pack("{s:O}", "variant",
-		                   json_array_get(v, fnv1a(k) % json_array_size(v)));
+		result =
+		    json_pack("{s:O}", "variant", json_array_get(v, fnv1a(k) % json_array_size(v)));
 		free(k);
 	} else if (is(in, "now")) {
 		result = json_pack("{s:I}", "ms", (json_int_t)now);
@@ -383,8 +392,8 @@ int wf_effect_perform(struct wf_inst *in, lua_State *L)
 			queue_emit(in);
 		else if (is(in, "log")) {
 			const char *msg = json_string_value(json_object_get(a, "message"));
-			ng_info("wf", "workflow=%s instance=%lld: %s", in->workflow, (long long)in->iid,
-			        msg);
+			ng_info("wf", "workflow=%s instance=%lld: %s", in->workflow,
+			        (long long)in->iid, msg);
 			wf_inst_note(in, "log", "%s", msg);
 		}
 	}

@@ -34,7 +34,7 @@ void wf_inst_commit(struct wf_inst *in, const char *status, const char *error, i
 void wf_inst_resume_later(struct wf_inst *in);
 void wf_inst_continue(struct wf_inst *in, int n);
 void wf_inst_note(struct wf_inst *in, const char *what, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * wf_effect.c. Each returns the number of results pushed onto L for the script (>= 0), or -1 when

@@ -6,8 +6,9 @@
  * it. LISTEN/NOTIFY on "nudge_workflows" and ng_wf_engine_kick start a pass early.
  *
  * Expired leases (a crashed or stalled node) are claimed like due work; the fence in every step's
- * transaction rejects the late write of the node that lost its lease. On the real clock the timer is
- * also capped at poll_ms, so work another node scheduled is seen even if a notification was lost.
+ * transaction rejects the late write of the node that lost its lease. On the real clock the timer
+ * is also capped at poll_ms, so work another node scheduled is seen even if a notification was
+ * lost.
  */
 #include "ng.h"
 #include "wf_int.h"
@@ -103,12 +104,13 @@ static void after_sweep(struct ng_wf_engine *e, int n)
 		return;
 	}
 	e->busy++;
-	int rc = ng_db_query(e->opt.db,
-	                     "SELECT (extract(epoch FROM least("
-	                     " (SELECT min(wake_at) FROM instances WHERE status IN ('ready', 'waiting')),"
-	                     " (SELECT min(lease_until) FROM instances WHERE status = 'running'),"
-	                     " (SELECT min(lease_until) FROM workflow_inbox))) * 1000)::bigint",
-	                     0, NULL, on_next_due, e);
+	int rc = ng_db_query(
+	    e->opt.db,
+	    "SELECT (extract(epoch FROM least("
+	    " (SELECT min(wake_at) FROM instances WHERE status IN ('ready', 'waiting')),"
+	    " (SELECT min(lease_until) FROM instances WHERE status = 'running'),"
+	    " (SELECT min(lease_until) FROM workflow_inbox))) * 1000)::bigint",
+	    0, NULL, on_next_due, e);
 	if (rc) {
 		struct ng_db_result r = {.status = rc, .message = "", .sqlstate = ""};
 		on_next_due(&r, e);
@@ -192,29 +194,29 @@ void wf_due_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, in
 	                    ng_wf_ts(t + e->opt.lease_ms, until, sizeof until), batch};
 	e->busy++;
 	int rc = ng_db_query(
-		e->opt.db,
-		"WITH c AS (SELECT customer_id, id FROM instances"
-		"  WHERE (status IN ('ready', 'waiting') AND wake_at <= $2)"
-		"     OR (status = 'running' AND lease_until < $2)"
-		"  ORDER BY wake_at LIMIT $4 FOR UPDATE SKIP LOCKED),"
-		" u AS (UPDATE instances i SET status = 'running', attempt = i.attempt + 1,"
-		"  lease_owner = $1, lease_until = $3, updated_at = $2 FROM c"
-		"  WHERE i.customer_id = c.customer_id AND i.id = c.id"
-		"  RETURNING i.customer_id, i.id, i.workflow, i.version, i.attempt, i.trigger_event_id)"
-		" SELECT u.customer_id, u.id, u.workflow, u.version, u.attempt,"
-		"  (SELECT coalesce(json_agg(json_build_object('seq', f.seq, 'kind', f.kind,"
-		"     'args', f.args, 'result', f.result) ORDER BY f.seq), '[]')"
-		"   FROM effects f WHERE f.customer_id = u.customer_id AND f.instance_id = u.id),"
-		"  (SELECT to_jsonb(c) - 'erased_at' - 'created_at' - 'updated_at'"
-		"     || jsonb_build_object('consent', coalesce((SELECT jsonb_object_agg(k.channel,"
-		"        k.status) FROM consent_current k WHERE k.customer_id = c.id"
-		"        AND k.purpose = 'marketing'), '{}'))"
-		"   FROM customers c WHERE c.id = u.customer_id),"
-		"  (SELECT json_build_object('id', ev.id, 'type', ev.type, 'data', ev.data,"
-		"     'source', ev.source, 'occurred_at', ev.occurred_at)"
-		"   FROM events ev WHERE ev.customer_id = u.customer_id AND ev.id = u.trigger_event_id)"
-		" FROM u",
-		4, p, on_claimed, b);
+	    e->opt.db,
+	    "WITH c AS (SELECT customer_id, id FROM instances"
+	    "  WHERE (status IN ('ready', 'waiting') AND wake_at <= $2)"
+	    "     OR (status = 'running' AND lease_until < $2)"
+	    "  ORDER BY wake_at LIMIT $4 FOR UPDATE SKIP LOCKED),"
+	    " u AS (UPDATE instances i SET status = 'running', attempt = i.attempt + 1,"
+	    "  lease_owner = $1, lease_until = $3, updated_at = $2 FROM c"
+	    "  WHERE i.customer_id = c.customer_id AND i.id = c.id"
+	    "  RETURNING i.customer_id, i.id, i.workflow, i.version, i.attempt, i.trigger_event_id)"
+	    " SELECT u.customer_id, u.id, u.workflow, u.version, u.attempt,"
+	    "  (SELECT coalesce(json_agg(json_build_object('seq', f.seq, 'kind', f.kind,"
+	    "     'args', f.args, 'result', f.result) ORDER BY f.seq), '[]')"
+	    "   FROM effects f WHERE f.customer_id = u.customer_id AND f.instance_id = u.id),"
+	    "  (SELECT to_jsonb(c) - 'erased_at' - 'created_at' - 'updated_at'"
+	    "     || jsonb_build_object('consent', coalesce((SELECT jsonb_object_agg(k.channel,"
+	    "        k.status) FROM consent_current k WHERE k.customer_id = c.id"
+	    "        AND k.purpose = 'marketing'), '{}'))"
+	    "   FROM customers c WHERE c.id = u.customer_id),"
+	    "  (SELECT json_build_object('id', ev.id, 'type', ev.type, 'data', ev.data,"
+	    "     'source', ev.source, 'occurred_at', ev.occurred_at)"
+	    "   FROM events ev WHERE ev.customer_id = u.customer_id AND ev.id = u.trigger_event_id)"
+	    " FROM u",
+	    4, p, on_claimed, b);
 	if (rc) {
 		struct ng_db_result r = {.status = rc, .message = ng_strerror(rc), .sqlstate = ""};
 		on_claimed(&r, b);
@@ -270,14 +272,16 @@ void ng_wf_engine_start(struct ng_wf_engine *e)
 	e->started = 1;
 	/* Sweeps (date and segment triggers) run at once, then on their own schedule. */
 	for (struct ng_wf_def *d = e->defs; d; d = d->next)
-		if (d->active && (d->trigger == NG_WF_TRIGGER_DATE || d->trigger == NG_WF_TRIGGER_EVERY))
+		if (d->active &&
+		    (d->trigger == NG_WF_TRIGGER_DATE || d->trigger == NG_WF_TRIGGER_EVERY))
 			e->next_sweep = wf_now(e);
 	if (e->opt.listen) {
 		for (size_t i = 0; i < NG_ARRAY_LEN(listeners); i++) {
 			if (!listeners[i]) {
 				listeners[i] = e;
 				e->listening = (int)i + 1;
-				ng_db_listen(e->opt.db, "nudge_workflows", on_notify, &listeners[i]);
+				ng_db_listen(e->opt.db, "nudge_workflows", on_notify,
+				             &listeners[i]);
 				break;
 			}
 		}

@@ -30,13 +30,14 @@ struct ng_wf_harness {
 };
 
 const char ng_wf_manual_start_sql[] =
-	"WITH s AS (INSERT INTO instances (customer_id, workflow, version, key, status, wake_at,"
-	" created_at, updated_at)"
-	" SELECT $1::bigint, w.name, w.active_version, $1::bigint::text, 'ready', $2, $2, $2 FROM workflows w"
-	" WHERE w.name = $3 AND w.active_version IS NOT NULL AND w.enabled"
-	" ON CONFLICT (workflow, key) WHERE status IN ('ready', 'running', 'waiting', 'parked')"
-	" DO NOTHING RETURNING id)"
-	" SELECT id, pg_notify('nudge_workflows', 'due') FROM s";
+    "WITH s AS (INSERT INTO instances (customer_id, workflow, version, key, status, wake_at,"
+    " created_at, updated_at)"
+    " SELECT $1::bigint, w.name, w.active_version, $1::bigint::text, 'ready', $2, $2, $2 FROM "
+    "workflows w"
+    " WHERE w.name = $3 AND w.active_version IS NOT NULL AND w.enabled"
+    " ON CONFLICT (workflow, key) WHERE status IN ('ready', 'running', 'waiting', 'parked')"
+    " DO NOTHING RETURNING id)"
+    " SELECT id, pg_notify('nudge_workflows', 'due') FROM s";
 
 static int exec_ok(PGconn *pg, const char *sql, int n, const char *const *p, char **err)
 {
@@ -71,11 +72,12 @@ int ng_wf_harness_open(struct ng_wf_harness **out, const struct ng_wf_harness_op
 		ng_wf_harness_close(h);
 		return NG_EDB;
 	}
-	PQexec(h->pg, "SET client_min_messages = warning");
+	PQclear(PQexec(h->pg, "SET client_min_messages = warning"));
 	if (o->isolate) {
 		static int n;
 		h->schema = ng_xasprintf("nudge_sim_%d_%d", (int)getpid(), n++);
-		h->conninfo = ng_xasprintf("%s options='-c search_path=%s'", o->conninfo, h->schema);
+		h->conninfo =
+		    ng_xasprintf("%s options='-c search_path=%s'", o->conninfo, h->schema);
 		char *sql = ng_xasprintf("CREATE SCHEMA %s", h->schema);
 		char *sp = ng_xasprintf("SET search_path = %s", h->schema);
 		int rc = exec_ok(h->pg, sql, 0, NULL, err);
@@ -85,7 +87,8 @@ int ng_wf_harness_open(struct ng_wf_harness **out, const struct ng_wf_harness_op
 		free(sp);
 		char *dir = ng_paths_shipped("sql"), ebuf[512];
 		int applied;
-		if (!rc && (!dir || ng_migrate_run(h->conninfo, dir, &applied, ebuf, sizeof ebuf))) {
+		if (!rc &&
+		    (!dir || ng_migrate_run(h->conninfo, dir, &applied, ebuf, sizeof ebuf))) {
 			*err = ng_xasprintf("migrating the private schema: %s",
 			                    dir ? ebuf : "no sql/ directory found");
 			rc = NG_EDB;
@@ -101,8 +104,12 @@ int ng_wf_harness_open(struct ng_wf_harness **out, const struct ng_wf_harness_op
 	h->clock = ng_clock_virtual(&h->loop, o->start_ms ? o->start_ms : DEFAULT_START_MS);
 	struct ng_db_options dbo = {.conninfo = h->conninfo, .pool_size = 2};
 	ng_db_open(&h->db, &h->loop, &dbo);
-	struct ng_wf_options wo = {.loop = &h->loop, .db = h->db, .clock = h->clock,
-	                           .owner = o->owner, .trace = o->trace, .trace_data = o->trace_data,
+	struct ng_wf_options wo = {.loop = &h->loop,
+	                           .db = h->db,
+	                           .clock = h->clock,
+	                           .owner = o->owner,
+	                           .trace = o->trace,
+	                           .trace_data = o->trace_data,
 	                           .limits = {.wall_ms = 2000}};
 	int rc = ng_wf_engine_open(&h->engine, &wo);
 	if (rc == 0)
@@ -205,15 +212,16 @@ int64_t ng_wf_harness_customer(struct ng_wf_harness *h, json_t *spec, char **err
 	*err = NULL;
 	json_t *attrs = json_object_get(spec, "attributes");
 	char *attr = attrs ? wf_json_dump(attrs) : ng_xstrdup("{}");
-	const char *p[7] = {str_field(spec, "email"), str_field(spec, "phone"),
+	const char *p[7] = {str_field(spec, "email"),      str_field(spec, "phone"),
 	                    str_field(spec, "first_name"), str_field(spec, "timezone"),
-	                    str_field(spec, "birthday"), attr,
+	                    str_field(spec, "birthday"),   attr,
 	                    str_field(spec, "last_name")};
-	PGresult *r = PQexecParams(h->pg,
-	                           "INSERT INTO customers (email, phone, first_name, timezone, birthday,"
-	                           " attributes, last_name) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-	                           " RETURNING id",
-	                           7, NULL, p, NULL, NULL, 0);
+	PGresult *r =
+	    PQexecParams(h->pg,
+	                 "INSERT INTO customers (email, phone, first_name, timezone, birthday,"
+	                 " attributes, last_name) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+	                 " RETURNING id",
+	                 7, NULL, p, NULL, NULL, 0);
 	free(attr);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		*err = ng_xstrdup(PQresultErrorMessage(r));
@@ -228,7 +236,8 @@ int64_t ng_wf_harness_customer(struct ng_wf_harness *h, json_t *spec, char **err
 	{
 		char cid[24];
 		snprintf(cid, sizeof cid, "%lld", (long long)id);
-		const char *cp[3] = {cid, ch, json_is_string(st) ? json_string_value(st) : "granted"};
+		const char *cp[3] = {cid, ch,
+		                     json_is_string(st) ? json_string_value(st) : "granted"};
 		if (exec_ok(h->pg,
 		            "INSERT INTO consents (customer_id, channel, purpose, status, source)"
 		            " VALUES ($1, $2, 'marketing', $3, 'test')",
@@ -246,11 +255,13 @@ int ng_wf_harness_event(struct ng_wf_harness *h, int64_t customer, const char *t
 	snprintf(cid, sizeof cid, "%lld", (long long)customer);
 	snprintf(key, sizeof key, "harness-%d-%lld", (int)getpid(), (long long)++h->event_seq);
 	char *d = data ? wf_json_dump(data) : ng_xstrdup("{}");
-	const char *p[5] = {cid, key, type, d, ng_wf_ts(ng_clock_now_ms(h->clock), now, sizeof now)};
-	int rc = exec_ok(h->pg,
-	                 "INSERT INTO events (customer_id, source, dedupe_key, type, data, occurred_at,"
-	                 " received_at) VALUES ($1, 'test', $2, $3, $4, $5, $5)",
-	                 5, p, err);
+	const char *p[5] = {cid, key, type, d,
+	                    ng_wf_ts(ng_clock_now_ms(h->clock), now, sizeof now)};
+	int rc =
+	    exec_ok(h->pg,
+	            "INSERT INTO events (customer_id, source, dedupe_key, type, data, occurred_at,"
+	            " received_at) VALUES ($1, 'test', $2, $3, $4, $5, $5)",
+	            5, p, err);
 	free(d);
 	ng_wf_engine_kick(h->engine);
 	ng_wf_harness_settle(h);

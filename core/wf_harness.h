@@ -1,8 +1,9 @@
 /*
  * wf_harness.h — the engine on a virtual clock, driven step by step: what `nudge simulate`,
- * `nudge test` (workflows/NAME_test.lua) and the C tests use. A harness owns a libuv loop, a virtual
- * clock, a database pool (optionally inside a fresh schema of its own, dropped on close, so nothing
- * it does reaches the real tables or the dispatcher) and an engine with the deployed workflows.
+ * `nudge test` (workflows/NAME_test.lua) and the C tests use. A harness owns a libuv loop, a
+ * virtual clock, a database pool (optionally inside a fresh schema of its own, dropped on close, so
+ * nothing it does reaches the real tables or the dispatcher) and an engine with the deployed
+ * workflows.
  *
  * Set-up calls (customers, events, manual starts) use a blocking libpq connection: these are tools
  * and tests, never the daemon.

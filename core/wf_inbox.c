@@ -48,9 +48,8 @@ static void on_event_done(const struct ng_db_result *r, void *arg)
 	const char *type = json_string_value(json_object_get(ev, "type"));
 	e->busy--;
 	if (r->status != 0) {
-		ng_warn("wf", "event %lld (%s) not handled: %s", (long long)json_integer_value(
-		                                                      json_object_get(ev, "id")),
-		        type, r->message);
+		ng_warn("wf", "event %lld (%s) not handled: %s",
+		        (long long)json_integer_value(json_object_get(ev, "id")), type, r->message);
 	} else {
 		for (int i = 0; i < r->nresults && i < (int)sizeof b->tags; i++) {
 			PGresult *res = r->results[i];
@@ -64,8 +63,8 @@ static void on_event_done(const struct ng_db_result *r, void *arg)
 					e->stats.exited++;
 				if (b->tags[i] == 's')
 					e->stats.started++;
-				wf_trace(e, cid, wf_col_i64(res, row, 0), wf_col(res, row, 1), what, "%s",
-				         type);
+				wf_trace(e, cid, wf_col_i64(res, row, 0), wf_col(res, row, 1), what,
+				         "%s", type);
 			}
 		}
 	}
@@ -110,8 +109,8 @@ static void add_starts(struct inbox_batch *b, json_t *ev, const char *cid, const
 		char *key = NULL, *err = NULL;
 		int m = wf_def_match(d, ev, &key, &err);
 		if (m < 0)
-			ng_warn("wf", "workflow %s: the trigger on event %s failed: %s", d->name, eid,
-			        err);
+			ng_warn("wf", "workflow %s: the trigger on event %s failed: %s", d->name,
+			        eid, err);
 		if (m == 1) {
 			char *full = key ? ng_xasprintf("%s:%s", cid, key) : ng_xstrdup(cid);
 			char ver[16], cutoff[40] = "";
@@ -120,7 +119,8 @@ static void add_starts(struct inbox_batch *b, json_t *ev, const char *cid, const
 			if (d->reentry == WF_REENTRY_AFTER)
 				ng_wf_ts(wf_now(b->e) - d->reentry_ms, cutoff, sizeof cutoff);
 			add(b, 's',
-			    "INSERT INTO instances (customer_id, workflow, version, key, status, wake_at,"
+			    "INSERT INTO instances (customer_id, workflow, version, key, status, "
+			    "wake_at,"
 			    " trigger_event_id, created_at, updated_at)"
 			    " SELECT $1, $2, $3, $4, 'ready', $5, $6, $5, $5 WHERE $7::text IS NULL"
 			    " OR NOT EXISTS (SELECT 1 FROM instances WHERE customer_id = $1"
@@ -150,7 +150,8 @@ static void handle_next(struct inbox_batch *b)
 	}
 	json_t *ev = json_array_get(b->events, b->next);
 	char cid[24], eid[24], now[40];
-	snprintf(cid, sizeof cid, "%lld", (long long)json_integer_value(json_object_get(ev, "customer_id")));
+	snprintf(cid, sizeof cid, "%lld",
+	         (long long)json_integer_value(json_object_get(ev, "customer_id")));
 	snprintf(eid, sizeof eid, "%lld", (long long)json_integer_value(json_object_get(ev, "id")));
 	const char *type = json_string_value(json_object_get(ev, "type"));
 	ng_wf_ts(wf_now(e), now, sizeof now);
@@ -213,18 +214,18 @@ void wf_inbox_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, 
 	                    ng_wf_ts(t + e->opt.lease_ms, until, sizeof until), batch};
 	e->busy++;
 	int rc = ng_db_query(
-		e->opt.db,
-		"WITH c AS (SELECT customer_id, event_id FROM workflow_inbox"
-		"  WHERE lease_until IS NULL OR lease_until < $2 ORDER BY event_id LIMIT $4"
-		"  FOR UPDATE SKIP LOCKED),"
-		" u AS (UPDATE workflow_inbox w SET lease_owner = $1, lease_until = $3 FROM c"
-		"  WHERE w.customer_id = c.customer_id AND w.event_id = c.event_id"
-		"  RETURNING w.customer_id, w.event_id)"
-		" SELECT json_build_object('customer_id', ev.customer_id, 'id', ev.id, 'type', ev.type,"
-		"  'data', ev.data, 'source', ev.source, 'occurred_at', ev.occurred_at)"
-		" FROM u JOIN events ev ON ev.customer_id = u.customer_id AND ev.id = u.event_id"
-		" ORDER BY ev.id",
-		4, p, on_claimed, b);
+	    e->opt.db,
+	    "WITH c AS (SELECT customer_id, event_id FROM workflow_inbox"
+	    "  WHERE lease_until IS NULL OR lease_until < $2 ORDER BY event_id LIMIT $4"
+	    "  FOR UPDATE SKIP LOCKED),"
+	    " u AS (UPDATE workflow_inbox w SET lease_owner = $1, lease_until = $3 FROM c"
+	    "  WHERE w.customer_id = c.customer_id AND w.event_id = c.event_id"
+	    "  RETURNING w.customer_id, w.event_id)"
+	    " SELECT json_build_object('customer_id', ev.customer_id, 'id', ev.id, 'type', ev.type,"
+	    "  'data', ev.data, 'source', ev.source, 'occurred_at', ev.occurred_at)"
+	    " FROM u JOIN events ev ON ev.customer_id = u.customer_id AND ev.id = u.event_id"
+	    " ORDER BY ev.id",
+	    4, p, on_claimed, b);
 	if (rc) {
 		struct ng_db_result r = {.status = rc, .message = ng_strerror(rc), .sqlstate = ""};
 		e->busy++;

@@ -21,21 +21,21 @@ struct ng_wf_def {
 	int version;   /* in workflow_versions; 0 until deployed */
 	int declared_version;
 	enum ng_wf_trigger trigger;
-	char *event_type;  /* EVENT */
-	int filter_ref;    /* EVENT: LUA_NOREF or the filter function */
-	char *date_field;  /* DATE: "birthday" or an attribute name */
-	int at_minute;     /* DATE: minutes after local midnight */
-	int64_t every_ms;  /* EVERY */
-	char *segment;     /* EVERY: SQL returning a column id */
-	int key_ref;       /* LUA_NOREF or key(event) */
-	int reentry;       /* enum wf_reentry */
+	char *event_type; /* EVENT */
+	int filter_ref;   /* EVENT: LUA_NOREF or the filter function */
+	char *date_field; /* DATE: "birthday" or an attribute name */
+	int at_minute;    /* DATE: minutes after local midnight */
+	int64_t every_ms; /* EVERY */
+	char *segment;    /* EVERY: SQL returning a column id */
+	int key_ref;      /* LUA_NOREF or key(event) */
+	int reentry;      /* enum wf_reentry */
 	int64_t reentry_ms;
 	char **exits;
 	int nexits;
-	int def_ref;       /* the definition table, kept for filter and key */
+	int def_ref; /* the definition table, kept for filter and key */
 	struct ng_lua_script *script;
-	int active; /* the version new instances start on */
-	int64_t next_run; /* DATE, EVERY: when the sweep runs next */
+	int active;             /* the version new instances start on */
+	int64_t next_run;       /* DATE, EVERY: when the sweep runs next */
 	struct ng_wf_def *next; /* in the engine's list */
 };
 
@@ -59,10 +59,10 @@ struct ng_wf_engine {
 	struct ng_clock_timer timer, sweep_timer;
 	uv_idle_t kick_idle; /* one pass driver, run from the loop, never re-entered */
 	int pass_running, pass_wanted, closing, started, listening;
-	int busy;           /* requests in flight (claims, steps, sweeps) */
-	int64_t next_due;   /* by the clock, INT64_MAX if none */
+	int busy;         /* requests in flight (claims, steps, sweeps) */
+	int64_t next_due; /* by the clock, INT64_MAX if none */
 	int64_t next_sweep;
-	int work_done;      /* something happened in this pass: run another */
+	int work_done; /* something happened in this pass: run another */
 	struct ng_wf_stats stats;
 	uv_idle_t resume_idle; /* resumes instances whose async effect completed */
 	struct wf_inst *resume_head;

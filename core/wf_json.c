@@ -232,8 +232,8 @@ const char *ng_wf_ts(int64_t ms, char *buf, size_t len)
 	int milli = (int)(ms - (int64_t)sec * 1000);
 	struct tm tm;
 	gmtime_r(&sec, &tm);
-	snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", tm.tm_year + 1900, tm.tm_mon + 1,
-	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, milli);
+	snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", tm.tm_year + 1900,
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, milli);
 	return buf;
 }
 

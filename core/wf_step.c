@@ -80,8 +80,8 @@ static void on_committed(const struct ng_db_result *r, void *arg)
 		json_array_foreach(in->notes, i, n)
 		{
 			wf_trace(e, in->cid, in->iid, in->workflow,
-			         json_string_value(json_array_get(n, 0)),
-			         "%s", json_string_value(json_array_get(n, 1)));
+			         json_string_value(json_array_get(n, 0)), "%s",
+			         json_string_value(json_array_get(n, 1)));
 		}
 		e->stats.effects += (uint64_t)in->new_effects;
 		e->stats.sends += (uint64_t)in->new_sends;
@@ -125,8 +125,9 @@ void wf_inst_commit(struct wf_inst *in, const char *status, const char *error, i
 	             " next_seq = $7, lease_owner = NULL, lease_until = NULL, updated_at = $8,"
 	             " finished_at = CASE WHEN $9 THEN $8::timestamptz END"
 	             " WHERE customer_id = $1 AND id = $2",
-	             9, cid, iid, status, error, wake_at ? ng_wf_ts(wake_at, wake, sizeof wake) : NULL,
-	             wf, seq, now, terminal ? "true" : "false");
+	             9, cid, iid, status, error,
+	             wake_at ? ng_wf_ts(wake_at, wake, sizeof wake) : NULL, wf, seq, now,
+	             terminal ? "true" : "false");
 	free(wf);
 	in->final_status = ng_xstrdup(status);
 	in->final_error = error ? ng_xstrdup(error) : NULL;
@@ -175,9 +176,9 @@ static void park_divergence(struct wf_inst *in, json_t *rec)
 	char *want = wf_json_dump(json_object_get(rec, "args"));
 	char *got = wf_json_dump(in->req.args);
 	char *msg = ng_xasprintf(
-		"replay diverged at step %d: the journal has ctx.%s(%s) but the script now calls "
-		"ctx.%s(%s); the workflow was changed under a running instance (nothing was performed)",
-		in->seq, json_string_value(json_object_get(rec, "kind")), want, in->req.kind, got);
+	    "replay diverged at step %d: the journal has ctx.%s(%s) but the script now calls "
+	    "ctx.%s(%s); the workflow was changed under a running instance (nothing was performed)",
+	    in->seq, json_string_value(json_object_get(rec, "kind")), want, in->req.kind, got);
 	/* Only the fence and the park are written: no effect of this activation. */
 	wf_stmts_free(&in->st);
 	wf_inst_fence(in);
@@ -194,9 +195,9 @@ static void drive(struct wf_inst *in, struct ng_lua_result *res)
 		if (res->outcome == NG_LUA_FINISHED) {
 			if ((size_t)in->seq < recorded) {
 				char *msg = ng_xasprintf(
-					"replay diverged: run finished after %d steps but the journal "
-					"has %zu; the workflow was changed under a running instance",
-					in->seq, recorded);
+				    "replay diverged: run finished after %d steps but the journal "
+				    "has %zu; the workflow was changed under a running instance",
+				    in->seq, recorded);
 				wf_stmts_free(&in->st);
 				wf_inst_fence(in);
 				wf_inst_commit(in, "parked", msg, 0, NULL);
@@ -218,7 +219,8 @@ static void drive(struct wf_inst *in, struct ng_lua_result *res)
 		lua_State *L = ng_lua_state(in->e->lua);
 		if ((size_t)in->seq < recorded) {
 			json_t *rec = json_array_get(in->journal, (size_t)in->seq);
-			if (strcmp(json_string_value(json_object_get(rec, "kind")), in->req.kind) != 0 ||
+			if (strcmp(json_string_value(json_object_get(rec, "kind")), in->req.kind) !=
+			        0 ||
 			    !json_equal(json_object_get(rec, "args"), in->req.args)) {
 				park_divergence(in, rec);
 				return;
@@ -282,7 +284,8 @@ void wf_step_run_claimed(struct ng_wf_engine *e, PGresult *pr, int row, void (*d
 	struct ng_wf_def *def = wf_def_find(e, in->workflow, in->version);
 	if (!def) {
 		char *msg = ng_xasprintf("workflow %s version %d is not loaded on this node "
-		                         "(deploy it, or reload)", in->workflow, in->version);
+		                         "(deploy it, or reload)",
+		                         in->workflow, in->version);
 		wf_inst_commit(in, "parked", msg, 0, NULL);
 		free(msg);
 		return;

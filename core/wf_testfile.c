@@ -70,10 +70,12 @@ static json_t *load_lua_data(const char *path, char **err)
 		ng_lua_script_push(s);
 		if (ng_lua_activation_start(lua, 0, &act, &res) == 0) {
 			if (res.outcome == NG_LUA_FINISHED && res.nvalues >= 1)
-				out = wf_json_from_lua(ng_lua_activation_thread(act), -res.nvalues, err);
+				out = wf_json_from_lua(ng_lua_activation_thread(act), -res.nvalues,
+				                       err);
 			else if (!*err)
-				*err = ng_xasprintf("%s: %s", path,
-				                    res.message ? res.message : "must return a table");
+				*err =
+				    ng_xasprintf("%s: %s", path,
+				                 res.message ? res.message : "must return a table");
 			ng_lua_activation_free(act);
 		}
 		ng_lua_script_free(s);
@@ -128,11 +130,12 @@ static char *check_sent(struct ng_wf_harness *h, int64_t cid, const char *wf, in
 		json_t *got = json_loads(PQgetvalue(r, 0, 3), 0, NULL);
 		json_t *wd = json_object_get(want, "data");
 		int data_ok = !wd || subset(wd, got);
-		if ((ch && strcmp(ch, PQgetvalue(r, 0, 1))) || (tpl && strcmp(tpl, PQgetvalue(r, 0, 2))) ||
-		    !data_ok) {
+		if ((ch && strcmp(ch, PQgetvalue(r, 0, 1))) ||
+		    (tpl && strcmp(tpl, PQgetvalue(r, 0, 2))) || !data_ok) {
 			char *w = wf_json_dump(want);
 			fail = ng_xasprintf("expected a send %s, got %s %s with data %s", w,
-			                    PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3));
+			                    PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2),
+			                    PQgetvalue(r, 0, 3));
 			free(w);
 		}
 		json_decref(got);
@@ -146,10 +149,11 @@ static char *check_status(struct ng_wf_harness *h, int64_t cid, const char *wf, 
 	char c[24];
 	snprintf(c, sizeof c, "%lld", (long long)cid);
 	const char *p[2] = {c, wf};
-	PGresult *r = PQexecParams(ng_wf_harness_pg(h),
-	                           "SELECT status, coalesce(error, '') FROM instances"
-	                           " WHERE customer_id = $1 AND workflow = $2 ORDER BY id DESC LIMIT 1",
-	                           2, NULL, p, NULL, NULL, 0);
+	PGresult *r =
+	    PQexecParams(ng_wf_harness_pg(h),
+	                 "SELECT status, coalesce(error, '') FROM instances"
+	                 " WHERE customer_id = $1 AND workflow = $2 ORDER BY id DESC LIMIT 1",
+	                 2, NULL, p, NULL, NULL, 0);
 	char *fail = NULL;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
 		fail = ng_xasprintf("expected status %s, but no instance was started", want);
@@ -173,8 +177,11 @@ static void only(struct ng_wf_harness *h, const char *wf)
 static char *run_case(const char *conninfo, const char *dir, const char *wf, json_t *c,
                       struct timeline *tl)
 {
-	struct ng_wf_harness_options o = {.conninfo = conninfo, .workflows_dir = dir, .isolate = 1,
-	                                  .trace = on_trace, .trace_data = tl};
+	struct ng_wf_harness_options o = {.conninfo = conninfo,
+	                                  .workflows_dir = dir,
+	                                  .isolate = 1,
+	                                  .trace = on_trace,
+	                                  .trace_data = tl};
 	const char *start_at = json_string_value(json_object_get(c, "start_at"));
 	if (start_at) {
 		struct tm tm = {0};
@@ -204,8 +211,8 @@ static char *run_case(const char *conninfo, const char *dir, const char *wf, jso
 		int64_t ms;
 		char *fail = NULL;
 		if ((v = json_object_get(st, "event")))
-			ng_wf_harness_event(h, cid, json_string_value(v), json_object_get(st, "data"),
-			                    &fail);
+			ng_wf_harness_event(h, cid, json_string_value(v),
+			                    json_object_get(st, "data"), &fail);
 		else if (json_object_get(st, "start"))
 			ng_wf_harness_start(h, wf, cid, &fail);
 		else if ((v = json_object_get(st, "advance")) &&
@@ -229,8 +236,8 @@ static char *run_case(const char *conninfo, const char *dir, const char *wf, jso
 	return err;
 }
 
-int ng_wf_test_file(const char *conninfo, const char *path, const char *dir, FILE *out,
-                    int *passed, int *failed)
+int ng_wf_test_file(const char *conninfo, const char *path, const char *dir, FILE *out, int *passed,
+                    int *failed)
 {
 	char *err = NULL;
 	json_t *t = load_lua_data(path, &err);
@@ -250,7 +257,8 @@ int ng_wf_test_file(const char *conninfo, const char *path, const char *dir, FIL
 		char *fail = run_case(conninfo, dir, wf, c, &tl);
 		const char *name = json_string_value(json_object_get(c, "name"));
 		if (fail) {
-			fprintf(out, "not ok %s: %s\n  %s\n  timeline:\n%s", path, name ? name : "?", fail,
+			fprintf(out, "not ok %s: %s\n  %s\n  timeline:\n%s", path,
+			        name ? name : "?", fail,
 			        tl.log ? tl.log : "  (nothing happened)\n");
 			(*failed)++;
 		} else {
@@ -268,8 +276,11 @@ int ng_wf_simulate(const char *conninfo, const char *dir, const char *wf, json_t
                    json_t *events, int64_t for_ms, FILE *out, char **err)
 {
 	struct timeline tl = {.out = out};
-	struct ng_wf_harness_options o = {.conninfo = conninfo, .workflows_dir = dir, .isolate = 1,
-	                                  .trace = on_trace, .trace_data = &tl};
+	struct ng_wf_harness_options o = {.conninfo = conninfo,
+	                                  .workflows_dir = dir,
+	                                  .isolate = 1,
+	                                  .trace = on_trace,
+	                                  .trace_data = &tl};
 	struct ng_wf_harness *h;
 	if (ng_wf_harness_open(&h, &o, err))
 		return -1;
@@ -281,8 +292,9 @@ int ng_wf_simulate(const char *conninfo, const char *dir, const char *wf, json_t
 		return -1;
 	}
 	tl.customer = cid;
-	fprintf(out, "simulating %s for customer %lld over %lld days (virtual clock, nothing is "
-	             "sent)\n",
+	fprintf(out,
+	        "simulating %s for customer %lld over %lld days (virtual clock, nothing is "
+	        "sent)\n",
 	        wf, (long long)cid, (long long)(for_ms / 86400000));
 	struct ng_wf_def *d = wf_def_active(ng_wf_harness_engine(h), wf);
 	if (!d) {
@@ -321,8 +333,9 @@ int ng_wf_simulate(const char *conninfo, const char *dir, const char *wf, json_t
 	fprintf(out, "end of simulation:\n");
 	for (int row = 0; PQresultStatus(r) == PGRES_TUPLES_OK && row < PQntuples(r); row++)
 		fprintf(out, "  %s #%s: %s%s%s, %s message(s) queued\n", PQgetvalue(r, row, 0),
-		        PQgetvalue(r, row, 1), PQgetvalue(r, row, 2), *PQgetvalue(r, row, 3) ? " — " : "",
-		        PQgetvalue(r, row, 3), PQgetvalue(r, row, 4));
+		        PQgetvalue(r, row, 1), PQgetvalue(r, row, 2),
+		        *PQgetvalue(r, row, 3) ? " — " : "", PQgetvalue(r, row, 3),
+		        PQgetvalue(r, row, 4));
 	PQclear(r);
 	ng_wf_harness_close(h);
 	free(tl.log);

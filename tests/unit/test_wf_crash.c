@@ -16,11 +16,11 @@
 #include <valgrind/valgrind.h>
 
 static const char *steps_src =
-	"return { name = 'steps', trigger = {manual = true}, run = function(ctx)\n"
-	"  for i = 1, 4 do\n"
-	"    ctx.send{channel = 'email', template = 'step' .. i}\n"
-	"    ctx.wait('100ms')\n"
-	"  end end }\n";
+    "return { name = 'steps', trigger = {manual = true}, run = function(ctx)\n"
+    "  for i = 1, 4 do\n"
+    "    ctx.send{channel = 'email', template = 'step' .. i}\n"
+    "    ctx.wait('100ms')\n"
+    "  end end }\n";
 
 static char *write_workflow(void)
 {
@@ -67,8 +67,14 @@ static void node_open(struct node *n, uv_loop_t *loop, const char *conninfo, con
 	struct ng_db_options dbo = {.conninfo = conninfo, .pool_size = 2};
 	ASSERT_EQ_INT(ng_db_open(&n->db, loop, &dbo), 0);
 	n->clock = ng_clock_real(loop);
-	struct ng_wf_options wo = {.loop = loop, .db = n->db, .clock = n->clock, .owner = owner,
-	                           .lease_ms = 1000, .poll_ms = 100, .listen = 1, .batch = 16};
+	struct ng_wf_options wo = {.loop = loop,
+	                           .db = n->db,
+	                           .clock = n->clock,
+	                           .owner = owner,
+	                           .lease_ms = 1000,
+	                           .poll_ms = 100,
+	                           .listen = 1,
+	                           .batch = 16};
 	ASSERT_EQ_INT(ng_wf_engine_open(&n->e, &wo), 0);
 	ASSERT_EQ_INT(ng_wf_engine_deploy(n->e, NULL, on_deployed, n), 0);
 }
@@ -110,7 +116,9 @@ static void on_watch(uv_timer_t *t)
 /* Runs the nodes until every instance completed (or the deadline), then closes them. */
 static void run_nodes(uv_loop_t *loop, PGconn *pg, struct node *nodes, int n, int timeout_ms)
 {
-	struct watch w = {.pg = pg, .nodes = nodes, .nnodes = n,
+	struct watch w = {.pg = pg,
+	                  .nodes = nodes,
+	                  .nnodes = n,
 	                  .deadline = ng_test_now_ms() + (uint64_t)timeout_ms};
 	uv_timer_init(loop, &w.t);
 	w.t.data = &w;
@@ -123,18 +131,18 @@ static void run_nodes(uv_loop_t *loop, PGconn *pg, struct node *nodes, int n, in
 static struct ng_wf_harness *setup(char **dir, int instances)
 {
 	*dir = write_workflow();
-	struct ng_wf_harness_options o = {.conninfo = ng_test_pg(), .workflows_dir = *dir,
-	                                  .isolate = 1};
+	struct ng_wf_harness_options o = {
+	    .conninfo = ng_test_pg(), .workflows_dir = *dir, .isolate = 1};
 	struct ng_wf_harness *h;
 	char *err = NULL;
 	if (ng_wf_harness_open(&h, &o, &err))
 		ng_test_fail(__FILE__, __LINE__, "harness: %s", err);
 	char *sql = ng_xasprintf(
-		"WITH c AS (INSERT INTO customers (first_name) SELECT 'c' || g"
-		" FROM generate_series(1, %d) g RETURNING id)"
-		" INSERT INTO instances (customer_id, workflow, version, key, status, wake_at)"
-		" SELECT id, 'steps', 1, id::text, 'ready', now() FROM c",
-		instances);
+	    "WITH c AS (INSERT INTO customers (first_name) SELECT 'c' || g"
+	    " FROM generate_series(1, %d) g RETURNING id)"
+	    " INSERT INTO instances (customer_id, workflow, version, key, status, wake_at)"
+	    " SELECT id, 'steps', 1, id::text, 'ready', now() FROM c",
+	    instances);
 	PQclear(PQexec(ng_wf_harness_pg(h), sql));
 	free(sql);
 	return h;
@@ -210,7 +218,8 @@ static void test_two_runtimes_share_work(void)
 	ASSERT_EQ_INT(uv_loop_close(&loop), 0);
 	check_exactly_once(pg, instances);
 	/* Both did work; between them every send was recorded once. */
-	ng_info("test", "node-a: %llu activations, %llu sends; node-b: %llu activations, %llu sends",
+	ng_info("test",
+	        "node-a: %llu activations, %llu sends; node-b: %llu activations, %llu sends",
 	        (unsigned long long)n[0].st.activations, (unsigned long long)n[0].st.sends,
 	        (unsigned long long)n[1].st.activations, (unsigned long long)n[1].st.sends);
 	ASSERT_CMP_INT(n[0].st.activations, >, 0);
