@@ -14,7 +14,8 @@
  * a connection breaks stays queued and runs after the reconnect.
  *
  * Files: db_pool.c (open, queue, dispatch, close, stats), db_conn.c (one connection's state
- * machine), db_req.c (requests and their results), db_listen.c (LISTEN/NOTIFY).
+ * machine and socket), db_pipeline.c (sending and reading back requests), db_req.c (requests and
+ * their results), db_listen.c (LISTEN/NOTIFY); db_int.h is what they share.
  */
 #ifndef NG_DB_H
 #define NG_DB_H
@@ -86,7 +87,9 @@ int ng_db_query(ng_db *db, const char *sql, int nparams, const char *const *para
 
 /*
  * Several statements run atomically in one round trip (BEGIN, the statements, COMMIT, one sync):
- * one callback with every statement's result, or the first error (and nothing committed).
+ * one callback with every statement's result, or the first error (and nothing committed). The
+ * connection takes no other work until the batch is done (after a failure the session must be
+ * rolled back first).
  */
 int ng_db_batch(ng_db *db, const struct ng_db_stmt *stmts, int nstmts, ng_db_cb cb, void *arg);
 

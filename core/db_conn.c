@@ -1,7 +1,8 @@
 /*
  * db_conn.c — one PostgreSQL connection's state machine on the loop (see the state list in
- * db_int.h): non-blocking connect with PQconnectPoll, pipeline mode, reading results in order,
- * losing the connection and reconnecting with capped exponential backoff and jitter.
+ * db_int.h): its socket, non-blocking connect with PQconnectPoll, the I/O events once connected,
+ * losing the connection and reconnecting with capped exponential backoff and jitter. The request
+ * traffic itself (send, flush, read results) is db_pipeline.c.
  *
  * The socket rules: one uv_poll per descriptor; polling stops before libpq may close the
  * descriptor (before every PQconnectPoll step, before PQfinish); when libpq moves to another socket
@@ -18,11 +19,6 @@
 
 static const char *const state_names[] = {"init",  "backoff", "connecting",
                                           "ready", "busy",    "closed"};
-
-const char *ng_db_conn_state_name(enum ng_db_conn_state state)
-{
-	return state_names[state];
-}
 
 void ng_db_conn_set_state(struct ng_db_conn *c, enum ng_db_conn_state state)
 {
@@ -103,6 +99,16 @@ static int poll_watch(struct ng_db_conn *c, int events)
 	return 0;
 }
 
+/* Readable always; writable too while libpq has output it could not send. */
+int ng_db_conn_watch(struct ng_db_conn *c)
+{
+	if (poll_watch(c, UV_READABLE | (c->flushing ? UV_WRITABLE : 0)) < 0) {
+		ng_db_conn_lost(c, "cannot watch the socket");
+		return -1;
+	}
+	return 0;
+}
+
 /* Forgets the PGconn and its socket; the requests in flight are the caller's business. */
 static void teardown(struct ng_db_conn *c)
 {
@@ -114,14 +120,6 @@ static void teardown(struct ng_db_conn *c)
 	c->flushing = 0;
 	c->unflushed = 0;
 	c->barrier = 0;
-}
-
-static void copy_message(char *dst, size_t cap, const char *src)
-{
-	snprintf(dst, cap, "%s", src && *src ? src : "unknown error");
-	size_t n = strlen(dst);
-	while (n > 0 && (dst[n - 1] == '\n' || dst[n - 1] == ' '))
-		dst[--n] = '\0';
 }
 
 static uint64_t next_random(ng_db *db)
@@ -156,7 +154,7 @@ static void backoff(struct ng_db_conn *c)
 static void connect_failed(struct ng_db_conn *c, const char *why)
 {
 	char msg[512];
-	copy_message(msg, sizeof(msg), why);
+	ng_db_copy_message(msg, sizeof(msg), why, "unknown error");
 	c->attempt++;
 	ng_warn("db", "conn %d: connection attempt %d failed: %s", c->index, c->attempt, msg);
 	teardown(c);
@@ -167,7 +165,7 @@ static void on_notice(void *arg, const char *message)
 {
 	struct ng_db_conn *c = arg;
 	char msg[512];
-	copy_message(msg, sizeof(msg), message);
+	ng_db_copy_message(msg, sizeof(msg), message, "unknown error");
 	ng_debug("db", "conn %d: server notice: %s", c->index, msg);
 }
 
@@ -284,7 +282,7 @@ void ng_db_conn_lost(struct ng_db_conn *c, const char *why)
 {
 	ng_db *db = c->db;
 	char msg[512];
-	copy_message(msg, sizeof(msg), why);
+	ng_db_copy_message(msg, sizeof(msg), why, "unknown error");
 	/* The server often said why before it closed (e.g. pg_terminate_backend, shutdown). */
 	const char *server_said = NULL;
 	struct ng_db_req *head = c->inflight_head;
@@ -294,7 +292,7 @@ void ng_db_conn_lost(struct ng_db_conn *c, const char *why)
 	if (server_said) {
 		char tmp[1024];
 		snprintf(tmp, sizeof(tmp), "%s; %s", server_said, msg);
-		copy_message(msg, sizeof(msg), tmp);
+		ng_db_copy_message(msg, sizeof(msg), tmp, "unknown error");
 	}
 	ng_warn("db", "conn %d: connection lost with %d request(s) in flight: %s", c->index,
 	        c->inflight, msg);
@@ -321,168 +319,6 @@ void ng_db_conn_shutdown(struct ng_db_conn *c)
 	ng_db_conn_set_state(c, NG_DBC_CLOSED);
 }
 
-int ng_db_conn_can_take(const struct ng_db_conn *c)
-{
-	return (c->state == NG_DBC_READY || c->state == NG_DBC_BUSY) && !c->listener &&
-	       !c->barrier && c->inflight < c->db->opt.pipeline_depth;
-}
-
-static void rollback_done(struct ng_db_conn *c, struct ng_db_req *req, int status)
-{
-	NG_UNUSED(req);
-	NG_UNUSED(status);
-	c->barrier = 0;
-	ng_db_schedule(c->db);
-}
-
-/*
- * Puts a request on the wire (libpq's buffer; ng_db_conn_flush pushes it). On failure the
- * connection is lost; the request's sync never went out, so a caller's request is queued again.
- */
-int ng_db_conn_submit(struct ng_db_conn *c, struct ng_db_req *req)
-{
-	ng_db *db = c->db;
-	if (ng_db_req_send(req, c->pg) < 0) {
-		char msg[512];
-		copy_message(msg, sizeof(msg), PQerrorMessage(c->pg));
-		if (req->kind == NG_DB_REQ_INTERNAL) {
-			ng_db_req_free(req);
-		} else if (PQstatus(c->pg) == CONNECTION_OK) {
-			/*
-			 * libpq refused this request itself (not the connection): queueing it again
-			 * would loop. Fail it; the connection, with half a request in its buffer,
-			 * is reset below.
-			 */
-			ng_db_req_finish(db, c, req, NG_EDB, msg);
-		} else {
-			req->next = db->queue_head;
-			db->queue_head = req;
-			if (!db->queue_tail)
-				db->queue_tail = req;
-			db->queued++;
-		}
-		ng_db_conn_lost(c, msg);
-		return -1;
-	}
-	req->next = NULL;
-	if (c->inflight_tail)
-		c->inflight_tail->next = req;
-	else
-		c->inflight_head = req;
-	c->inflight_tail = req;
-	c->inflight++;
-	c->unflushed = 1;
-	/*
-	 * After a batch nothing else goes on this connection until it is done: if it fails, the
-	 * session stays in an aborted transaction until the ROLLBACK we then send.
-	 */
-	if (req->kind == NG_DB_REQ_BATCH)
-		c->barrier = 1;
-	ng_db_conn_set_state(c, NG_DBC_BUSY);
-	return 0;
-}
-
-static int update_poll(struct ng_db_conn *c)
-{
-	if (poll_watch(c, UV_READABLE | (c->flushing ? UV_WRITABLE : 0)) < 0) {
-		ng_db_conn_lost(c, "cannot watch the socket");
-		return -1;
-	}
-	return 0;
-}
-
-/* PQflush; while it returns 1 the socket is also watched for writable. */
-int ng_db_conn_flush(struct ng_db_conn *c)
-{
-	int r = PQflush(c->pg);
-	if (r < 0) {
-		ng_db_conn_lost(c, PQerrorMessage(c->pg));
-		return -1;
-	}
-	c->unflushed = 0;
-	c->flushing = r == 1;
-	return update_poll(c);
-}
-
-static int batch_failed(const struct ng_db_req *req)
-{
-	for (int i = 0; i < req->nqueries; i++) {
-		ExecStatusType st =
-		    req->results[i] ? PQresultStatus(req->results[i]) : PGRES_FATAL_ERROR;
-		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY)
-			return 1;
-	}
-	return 0;
-}
-
-static void send_rollback(struct ng_db_conn *c)
-{
-	struct ng_db_stmt st = {"ROLLBACK", 0, NULL};
-	struct ng_db_req *req = ng_db_req_new(NG_DB_REQ_INTERNAL, &st, 1);
-	req->internal_done = rollback_done;
-	if (ng_db_conn_submit(c, req) == 0)
-		c->barrier = 1;
-}
-
-/*
- * Reads every complete result, in order. libpq returns each query's results then NULL, and a
- * PGRES_PIPELINE_SYNC (with no NULL after it) per sync: the sync ends the request at the head of
- * the in-flight FIFO. Returns -1 when the connection was lost.
- */
-static int read_results(struct ng_db_conn *c)
-{
-	/*
-	 * Once the connection is bad PQisBusy is false: what arrived before the break is still
-	 * returned (those requests did complete), then an error result and NULLs; the loop ends on
-	 * the head waiting for a sync that will never come, and the caller sees CONNECTION_BAD.
-	 */
-	while (c->inflight_head) {
-		if (PQisBusy(c->pg))
-			break;
-		struct ng_db_req *req = c->inflight_head;
-		PGresult *r = PQgetResult(c->pg);
-		if (!r) {
-			if (req->done_queries < req->nqueries) {
-				req->done_queries++;
-				continue;
-			}
-			break; /* the sync has not arrived yet */
-		}
-		if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
-			if (req->done_queries < req->nqueries) {
-				/* Only the last result of a query is kept (one per statement here).
-				 */
-				PQclear(req->results[req->done_queries]);
-				req->results[req->done_queries] = r;
-			} else {
-				/* libpq's own "connection lost" result, after the query's NULL. */
-				if (PQstatus(c->pg) == CONNECTION_OK)
-					ng_warn("db", "conn %d: unexpected result %s", c->index,
-					        PQresStatus(PQresultStatus(r)));
-				PQclear(r);
-			}
-			continue;
-		}
-		PQclear(r);
-		c->inflight_head = req->next;
-		if (!c->inflight_head)
-			c->inflight_tail = NULL;
-		c->inflight--;
-		req->next = NULL;
-		if (c->inflight == 0)
-			ng_db_conn_set_state(c, NG_DBC_READY);
-		if (req->kind == NG_DB_REQ_BATCH) {
-			c->barrier = 0;
-			if (batch_failed(req))
-				send_rollback(c);
-		}
-		ng_db_req_finish(c->db, c, req, 0, NULL);
-		if (c->state != NG_DBC_READY && c->state != NG_DBC_BUSY)
-			return -1; /* the ROLLBACK could not be sent */
-	}
-	return 0;
-}
-
 static void on_poll(uv_poll_t *h, int status, int events)
 {
 	struct ng_db_conn *c = h->data;
@@ -503,7 +339,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 		for (int i = 0; i < 8 && PQstatus(c->pg) == CONNECTION_OK; i++)
 			if (!PQconsumeInput(c->pg))
 				break;
-		if (read_results(c) < 0)
+		if (ng_db_conn_read(c) < 0)
 			return;
 		if (PQstatus(c->pg) == CONNECTION_BAD)
 			ng_db_conn_lost(c, PQerrorMessage(c->pg));
@@ -517,7 +353,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 		ng_db_conn_lost(c, PQerrorMessage(c->pg));
 		return;
 	}
-	if (read_results(c) < 0)
+	if (ng_db_conn_read(c) < 0)
 		return;
 	if (c->listener) {
 		ng_db_listen_deliver(db, c->pg);

@@ -113,18 +113,22 @@ int ng_db_req_send(struct ng_db_req *req, PGconn *pg);
 /* Delivers the result gathered on the wire (or status when not 0), then frees req. */
 void ng_db_req_finish(ng_db *db, struct ng_db_conn *c, struct ng_db_req *req, int status,
                       const char *message);
+void ng_db_copy_message(char *dst, size_t cap, const char *src, const char *dflt);
 
 /* db_conn.c */
 void ng_db_conn_init(ng_db *db, struct ng_db_conn *c, int index);
 void ng_db_conn_start(struct ng_db_conn *c);
 void ng_db_conn_set_state(struct ng_db_conn *c, enum ng_db_conn_state state);
-int ng_db_conn_can_take(const struct ng_db_conn *c);
-int ng_db_conn_submit(struct ng_db_conn *c, struct ng_db_req *req);
-int ng_db_conn_flush(struct ng_db_conn *c);
+int ng_db_conn_watch(struct ng_db_conn *c);
 void ng_db_conn_fail_inflight(struct ng_db_conn *c, int status, const char *message);
 void ng_db_conn_lost(struct ng_db_conn *c, const char *why);
 void ng_db_conn_shutdown(struct ng_db_conn *c);
-const char *ng_db_conn_state_name(enum ng_db_conn_state state);
+
+/* db_pipeline.c */
+int ng_db_conn_can_take(const struct ng_db_conn *c);
+int ng_db_conn_submit(struct ng_db_conn *c, struct ng_db_req *req);
+int ng_db_conn_flush(struct ng_db_conn *c);
+int ng_db_conn_read(struct ng_db_conn *c);
 
 /* db_pool.c */
 void ng_db_schedule(ng_db *db);

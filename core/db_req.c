@@ -76,10 +76,10 @@ int ng_db_req_send(struct ng_db_req *req, PGconn *pg)
 	return PQpipelineSync(pg) == 1 ? 0 : -1;
 }
 
-/* Copies a libpq message without its trailing newline. */
-static void copy_message(char *dst, size_t cap, const char *src)
+/* Copies a libpq message without its trailing newline; dflt when there is none. */
+void ng_db_copy_message(char *dst, size_t cap, const char *src, const char *dflt)
 {
-	snprintf(dst, cap, "%s", src ? src : "");
+	snprintf(dst, cap, "%s", src && *src ? src : dflt);
 	size_t n = strlen(dst);
 	while (n > 0 && (dst[n - 1] == '\n' || dst[n - 1] == ' '))
 		dst[--n] = '\0';
@@ -105,7 +105,7 @@ void ng_db_req_finish(ng_db *db, struct ng_db_conn *c, struct ng_db_req *req, in
 	    .failed = -1,
 	};
 
-	copy_message(msg, sizeof(msg), message);
+	ng_db_copy_message(msg, sizeof(msg), message, "");
 	if (status == 0) {
 		/* The first query (BEGIN and COMMIT included) that did not succeed decides. */
 		for (int i = 0; i < req->nqueries; i++) {
@@ -115,11 +115,12 @@ void ng_db_req_finish(ng_db *db, struct ng_db_conn *c, struct ng_db_req *req, in
 			r.status = NG_EDB;
 			r.res = pr;
 			if (pr) {
-				copy_message(msg, sizeof(msg), PQresultErrorMessage(pr));
+				ng_db_copy_message(msg, sizeof(msg), PQresultErrorMessage(pr), "");
 				const char *ss = PQresultErrorField(pr, PG_DIAG_SQLSTATE);
 				snprintf(state, sizeof(state), "%s", ss ? ss : "");
 			} else {
-				copy_message(msg, sizeof(msg), "no result from the server");
+				ng_db_copy_message(msg, sizeof(msg), "no result from the server",
+				                   "");
 			}
 			if (i >= first && i < first + req->nstmts)
 				r.failed = i - first;

@@ -98,10 +98,21 @@ void ng_lua__charge(lua_State *L, uint64_t units)
 	}
 }
 
+/*
+ * Checks the limits now rather than at the next hook call: a refused allocation, for one, is only
+ * noticed by the hook up to HOOK_EVERY instructions later, and no effect may slip out in between.
+ */
 int ng_lua__killed(lua_State *L)
 {
 	struct ng_lua_activation *act = ng_lua_activation_current(L);
-	return act && act->kill != NG_LUA_LIMIT_NONE;
+	if (!act)
+		return 0;
+	if (act->kill == NG_LUA_LIMIT_NONE && act->state == ACT_RUNNING) {
+		enum ng_lua_limit why = limit_reached(act);
+		if (why != NG_LUA_LIMIT_NONE)
+			arm_kill(act, why);
+	}
+	return act->kill != NG_LUA_LIMIT_NONE;
 }
 
 void ng_lua__reserve(lua_State *L, double bytes)
@@ -127,8 +138,10 @@ struct ng_lua_activation *ng_lua_activation_current(lua_State *L)
 int ng_lua_yield(lua_State *L, int n)
 {
 	struct ng_lua_activation *act = ng_lua_activation_current(L);
-	if (!act || act->state != ACT_RUNNING || act->kill != NG_LUA_LIMIT_NONE)
+	if (!act || act->state != ACT_RUNNING)
 		return luaL_error(L, "the workflow API cannot be used here");
+	if (ng_lua__killed(L))
+		return luaL_error(L, "%s", limit_text(act->kill));
 	if (!lua_isyieldable(L))
 		return luaL_error(L, "cannot wait here: not inside a table.sort comparator, a gsub "
 		                     "callback, a metamethod or the file's top level");

@@ -280,6 +280,8 @@ static int env_tostring(lua_State *L)
 
 static int env_log(lua_State *L)
 {
+	if (ng_lua__killed(L))
+		return 0; /* a killed run says nothing more */
 	int n = lua_gettop(L);
 	luaL_Buffer b;
 	luaL_buffinit(L, &b);

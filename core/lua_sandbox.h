@@ -156,7 +156,8 @@ struct ng_lua_activation *ng_lua_activation_current(lua_State *L);
 /*
  * For API functions: `return ng_lua_yield(L, n);` suspends the activation with the n values on top
  * of L as its request. Raises a Lua error when L is not a yieldable activation (e.g. called from a
- * table.sort comparator, or while the activation is being freed).
+ * table.sort comparator, or while the activation is being freed), and when a limit has been
+ * reached, so no request leaves a run that is about to be killed.
  */
 int ng_lua_yield(lua_State *L, int n);
 

@@ -43,12 +43,24 @@ static int api_wait(lua_State *L)
 	return ng_lua_yield(L, 2);
 }
 
+/* Like an API call answered from the journal without yielding: proves the script ran on. */
+static int marks;
+
+static int api_mark(lua_State *L)
+{
+	NG_UNUSED(L);
+	marks++;
+	return 0;
+}
+
 static void push_ctx(struct ng_lua *lua)
 {
 	lua_State *L = ng_lua_state(lua);
 	lua_newtable(L);
 	lua_pushcfunction(L, api_wait);
 	lua_setfield(L, -2, "wait");
+	lua_pushcfunction(L, api_mark);
+	lua_setfield(L, -2, "mark");
 }
 
 /* Loads src as workflows/t.lua and starts run(ctx). */
@@ -65,9 +77,23 @@ static struct ng_lua_activation *start_src(struct ng_lua *lua, const char *src,
 	return act;
 }
 
+static int escaped_logs;
+
+static void count_escapes(struct ng_lua_activation *act, const char *msg, void *data)
+{
+	NG_UNUSED(act);
+	NG_UNUSED(data);
+	if (strstr(msg, "escaped"))
+		escaped_logs++;
+}
+
+/* Runs src and expects it killed; a log('escaped') after the trap must never run. */
 static void expect_killed(const char *src, enum ng_lua_limit limit)
 {
 	struct ng_lua *lua = open_sandbox(8u << 20, 200000, 5000);
+	ng_lua_set_log(lua, count_escapes, NULL);
+	escaped_logs = 0;
+	marks = 0;
 	struct ng_lua_result res;
 	struct ng_lua_activation *act = start_src(lua, src, &res);
 	if (res.outcome != NG_LUA_KILLED)
@@ -75,6 +101,8 @@ static void expect_killed(const char *src, enum ng_lua_limit limit)
 		             ng_lua_outcome_name(res.outcome), res.message ? res.message : "");
 	ASSERT_EQ_STR(ng_lua_limit_name(res.limit), ng_lua_limit_name(limit));
 	ASSERT_CONTAINS(res.message, "killed:");
+	ASSERT_EQ_INT(escaped_logs, 0);
+	ASSERT_EQ_INT(marks, 0);
 	ng_lua_activation_free(act);
 	ng_lua_close(lua);
 }
@@ -87,7 +115,7 @@ static void budget_stops_plain_loop(void)
 static void budget_stops_loop_in_pcall(void)
 {
 	expect_killed(WF("for i = 1, 3 do pcall(function() while true do end end) end\n"
-	                 "return 'escaped'"),
+	                 "ctx.mark() log('escaped') return 'escaped'"),
 	              NG_LUA_LIMIT_INSTRUCTIONS);
 }
 
@@ -95,7 +123,7 @@ static void budget_stops_loop_in_sort_comparator(void)
 {
 	expect_killed(WF("local ok = pcall(table.sort, {3, 1, 2, 5, 4},\n"
 	                 "  function(a, b) while true do end end)\n"
-	                 "return 'escaped'"),
+	                 "ctx.mark() log('escaped') return 'escaped'"),
 	              NG_LUA_LIMIT_INSTRUCTIONS);
 }
 
@@ -103,13 +131,14 @@ static void budget_stops_loop_in_gsub_callback(void)
 {
 	expect_killed(
 	    WF("local ok = pcall(string.gsub, 'abc', '%w', function(c) while true do end end)\n"
-	       "return 'escaped'"),
+	       "ctx.mark() log('escaped') return 'escaped'"),
 	    NG_LUA_LIMIT_INSTRUCTIONS);
 }
 
 static void budget_stops_loop_in_error_handler(void)
 {
-	expect_killed(WF("xpcall(error, function() while true do end end)\nreturn 'escaped'"),
+	expect_killed(WF("xpcall(error, function() while true do end end)\nctx.mark() "
+	                 "log('escaped') return 'escaped'"),
 	              NG_LUA_LIMIT_INSTRUCTIONS);
 }
 
@@ -117,7 +146,8 @@ static void budget_pays_for_work_in_c(void)
 {
 	/* table.move over an empty table does nothing but loop in C: the budget is charged first.
 	 */
-	expect_killed(WF("local ok = pcall(table.move, {}, 1, 1e12, 2)\nreturn 'escaped'"),
+	expect_killed(WF("local ok = pcall(table.move, {}, 1, 1e12, 2)\nctx.mark() log('escaped') "
+	                 "return 'escaped'"),
 	              NG_LUA_LIMIT_INSTRUCTIONS);
 }
 
@@ -146,6 +176,8 @@ static void check_memory_bomb(const char *bomb, size_t activation_cap)
 	                            .wall_ms = 5000};
 	struct ng_lua *lua = NULL;
 	ASSERT_EQ_INT(ng_lua_open(&lua, &lim), 0);
+	ng_lua_set_log(lua, count_escapes, NULL);
+	escaped_logs = 0;
 	size_t before, after, peak;
 	ng_lua_memory(lua, &before, NULL);
 
@@ -156,6 +188,7 @@ static void check_memory_bomb(const char *bomb, size_t activation_cap)
 		             ng_lua_outcome_name(res.outcome), res.message ? res.message : "");
 	ASSERT_EQ_STR(ng_lua_limit_name(res.limit), "memory");
 	ASSERT_CONTAINS(res.message, "memory limit");
+	ASSERT_EQ_INT(escaped_logs, 0);
 	ng_lua_memory(lua, NULL, &peak);
 	/* The host's own bookkeeping (the traceback) is not capped; the script's is. */
 	ASSERT_CMP_INT(peak, <=, (16u << 20) + 65536);
@@ -187,13 +220,23 @@ static void memory_bomb_in_pcall_is_stopped(void)
 {
 	check_memory_bomb(WF("for i = 1, 5 do pcall(function()\n"
 	                     "  local t = {} while true do t[#t+1] = string.rep('x', 1000) end\n"
-	                     "end) end\nreturn 'escaped'"),
+	                     "end) end\nctx.mark() log('escaped') return 'escaped'"),
+	                  0);
+}
+
+static void memory_bomb_then_api_call_is_stopped(void)
+{
+	check_memory_bomb(WF("pcall(function()\n"
+	                     "  local t = {} while true do t[#t+1] = {} end\n"
+	                     "end)\nctx.wait(1) ctx.mark() log('escaped') return 'escaped'"),
 	                  0);
 }
 
 static void memory_bomb_huge_rep_is_stopped(void)
 {
-	check_memory_bomb(WF("local ok = pcall(string.rep, 'x', 1e10) return 'escaped'"), 0);
+	check_memory_bomb(WF("local ok = pcall(string.rep, 'x', 1e10) ctx.mark() log('escaped') "
+	                     "return 'escaped'"),
+	                  0);
 	check_memory_bomb(WF("return ('x'):rep(1e10)"), 0);
 }
 
@@ -629,11 +672,11 @@ NG_TESTS(NG_TEST(budget_stops_plain_loop), NG_TEST(budget_stops_loop_in_pcall),
          NG_TEST(budget_stops_loop_in_sort_comparator), NG_TEST(budget_stops_loop_in_gsub_callback),
          NG_TEST(budget_stops_loop_in_error_handler), NG_TEST(budget_pays_for_work_in_c),
          NG_TEST(wall_time_stops_slow_script), NG_TEST(memory_bomb_table_is_stopped),
-         NG_TEST(memory_bomb_in_pcall_is_stopped), NG_TEST(memory_bomb_huge_rep_is_stopped),
-         NG_TEST(activation_memory_cap_is_enforced), NG_TEST(dangerous_globals_are_absent),
-         NG_TEST(bytecode_is_refused), NG_TEST(syntax_error_names_file_and_line),
-         NG_TEST(runtime_error_has_line_and_traceback), NG_TEST(pairs_order_is_stable),
-         NG_TEST(globals_are_read_only_and_not_shared), NG_TEST(log_goes_to_the_runtime_hook),
-         NG_TEST(tostring_hides_addresses), NG_TEST(pathological_pattern_is_refused),
-         NG_TEST(api_call_yields_and_resumes), NG_TEST(suspended_activation_can_be_thrown_away),
-         NG_TEST(measure_activation_cost), )
+         NG_TEST(memory_bomb_in_pcall_is_stopped), NG_TEST(memory_bomb_then_api_call_is_stopped),
+         NG_TEST(memory_bomb_huge_rep_is_stopped), NG_TEST(activation_memory_cap_is_enforced),
+         NG_TEST(dangerous_globals_are_absent), NG_TEST(bytecode_is_refused),
+         NG_TEST(syntax_error_names_file_and_line), NG_TEST(runtime_error_has_line_and_traceback),
+         NG_TEST(pairs_order_is_stable), NG_TEST(globals_are_read_only_and_not_shared),
+         NG_TEST(log_goes_to_the_runtime_hook), NG_TEST(tostring_hides_addresses),
+         NG_TEST(pathological_pattern_is_refused), NG_TEST(api_call_yields_and_resumes),
+         NG_TEST(suspended_activation_can_be_thrown_away), NG_TEST(measure_activation_cost), )

@@ -1,0 +1,164 @@
+/*
+ * db_pipeline.c — the request traffic of one connected connection in pipeline mode: choosing
+ * whether it takes more work, putting requests on the wire, flushing, and reading the results back
+ * in order (the in-flight FIFO). After a failed batch the session is left inside an aborted
+ * transaction, so a ROLLBACK follows it before anything else is sent.
+ */
+#include "db_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ng_db_conn_can_take(const struct ng_db_conn *c)
+{
+	return (c->state == NG_DBC_READY || c->state == NG_DBC_BUSY) && !c->listener &&
+	       !c->barrier && c->inflight < c->db->opt.pipeline_depth;
+}
+
+static void rollback_done(struct ng_db_conn *c, struct ng_db_req *req, int status)
+{
+	NG_UNUSED(req);
+	NG_UNUSED(status);
+	c->barrier = 0;
+	ng_db_schedule(c->db);
+}
+
+/*
+ * Puts a request on the wire (libpq's buffer; ng_db_conn_flush pushes it). On failure the
+ * connection is lost; the request's sync never went out, so a caller's request is queued again.
+ */
+int ng_db_conn_submit(struct ng_db_conn *c, struct ng_db_req *req)
+{
+	ng_db *db = c->db;
+	if (ng_db_req_send(req, c->pg) < 0) {
+		char msg[512];
+		ng_db_copy_message(msg, sizeof(msg), PQerrorMessage(c->pg), "unknown error");
+		if (req->kind == NG_DB_REQ_INTERNAL) {
+			ng_db_req_free(req);
+		} else if (PQstatus(c->pg) == CONNECTION_OK) {
+			/*
+			 * libpq refused this request itself (not the connection): queueing it again
+			 * would loop. Fail it; the connection, with half a request in its buffer,
+			 * is reset below.
+			 */
+			ng_db_req_finish(db, c, req, NG_EDB, msg);
+		} else {
+			req->next = db->queue_head;
+			db->queue_head = req;
+			if (!db->queue_tail)
+				db->queue_tail = req;
+			db->queued++;
+		}
+		ng_db_conn_lost(c, msg);
+		return -1;
+	}
+	req->next = NULL;
+	if (c->inflight_tail)
+		c->inflight_tail->next = req;
+	else
+		c->inflight_head = req;
+	c->inflight_tail = req;
+	c->inflight++;
+	c->unflushed = 1;
+	/*
+	 * After a batch nothing else goes on this connection until it is done: if it fails, the
+	 * session stays in an aborted transaction until the ROLLBACK we then send.
+	 */
+	if (req->kind == NG_DB_REQ_BATCH)
+		c->barrier = 1;
+	ng_db_conn_set_state(c, NG_DBC_BUSY);
+	return 0;
+}
+
+/* PQflush; while it returns 1 the socket is also watched for writable. */
+int ng_db_conn_flush(struct ng_db_conn *c)
+{
+	int r = PQflush(c->pg);
+	if (r < 0) {
+		ng_db_conn_lost(c, PQerrorMessage(c->pg));
+		return -1;
+	}
+	c->unflushed = 0;
+	c->flushing = r == 1;
+	return ng_db_conn_watch(c);
+}
+
+static int batch_failed(const struct ng_db_req *req)
+{
+	for (int i = 0; i < req->nqueries; i++) {
+		ExecStatusType st =
+		    req->results[i] ? PQresultStatus(req->results[i]) : PGRES_FATAL_ERROR;
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY)
+			return 1;
+	}
+	return 0;
+}
+
+static void send_rollback(struct ng_db_conn *c)
+{
+	struct ng_db_stmt st = {"ROLLBACK", 0, NULL};
+	struct ng_db_req *req = ng_db_req_new(NG_DB_REQ_INTERNAL, &st, 1);
+	req->internal_done = rollback_done;
+	if (ng_db_conn_submit(c, req) == 0)
+		c->barrier = 1;
+}
+
+/*
+ * Reads every complete result, in order. libpq returns each query's results then NULL, and a
+ * PGRES_PIPELINE_SYNC (with no NULL after it) per sync: the sync ends the request at the head of
+ * the in-flight FIFO. Returns -1 when the connection was lost.
+ */
+int ng_db_conn_read(struct ng_db_conn *c)
+{
+	/*
+	 * Once the connection is bad PQisBusy is false: what arrived before the break is still
+	 * returned (those requests did complete), then an error result and NULLs; the loop ends on
+	 * the head waiting for a sync that will never come, and the caller sees CONNECTION_BAD.
+	 */
+	while (c->inflight_head) {
+		if (PQisBusy(c->pg))
+			break;
+		struct ng_db_req *req = c->inflight_head;
+		PGresult *r = PQgetResult(c->pg);
+		if (!r) {
+			if (req->done_queries < req->nqueries) {
+				req->done_queries++;
+				continue;
+			}
+			break; /* the sync has not arrived yet */
+		}
+		if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+			if (req->done_queries < req->nqueries) {
+				/* Only the last result of a query is kept (one per statement here).
+				 */
+				PQclear(req->results[req->done_queries]);
+				req->results[req->done_queries] = r;
+			} else {
+				/* libpq's own "connection lost" result, after the query's NULL. */
+				if (PQstatus(c->pg) == CONNECTION_OK)
+					ng_warn("db", "conn %d: unexpected result %s", c->index,
+					        PQresStatus(PQresultStatus(r)));
+				PQclear(r);
+			}
+			continue;
+		}
+		PQclear(r);
+		c->inflight_head = req->next;
+		if (!c->inflight_head)
+			c->inflight_tail = NULL;
+		c->inflight--;
+		req->next = NULL;
+		if (c->inflight == 0)
+			ng_db_conn_set_state(c, NG_DBC_READY);
+		if (req->kind == NG_DB_REQ_BATCH) {
+			c->barrier = 0;
+			if (batch_failed(req))
+				send_rollback(c);
+		}
+		ng_db_req_finish(c->db, c, req, 0, NULL);
+		if (c->state != NG_DBC_READY && c->state != NG_DBC_BUSY)
+			return -1; /* the ROLLBACK could not be sent */
+	}
+	return 0;
+}
