@@ -18,5 +18,13 @@ int ng_cli_usage(const char *name);
 int ng_cmd_serve(int argc, char **argv);
 int ng_cmd_migrate(int argc, char **argv);
 int ng_cmd_config(int argc, char **argv);
+int ng_cmd_workflows(int argc, char **argv);
+int ng_cmd_start(int argc, char **argv);
+int ng_cmd_test(int argc, char **argv);
+int ng_cmd_simulate(int argc, char **argv);
+
+/* The database for a command: conninfo if given, else database.conninfo of the config file
+ * (default ./nudge.conf.lua). NULL (after printing why) when neither works. Free it. */
+char *ng_cli_conninfo(const char *config, const char *conninfo);
 
 #endif

@@ -1,0 +1,383 @@
+/*
+ * test_wf_runtime.c — the durable workflow runtime against the real test cluster, each test in a
+ * private schema on the virtual clock (wf_harness): replay returns recorded results without acting
+ * again, a changed journal parks with a clear error and performs nothing, versions, exits mid-wait,
+ * wait_for, contained bad scripts.
+ */
+#include "../testlib.h"
+
+#include "ng.h"
+#include "wf_harness.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct traces {
+	char lines[256][160];
+	int n;
+};
+
+static void on_trace(const struct ng_wf_trace *t, void *data)
+{
+	struct traces *tr = data;
+	if (tr->n < 256)
+		snprintf(tr->lines[tr->n++], 160, "%s %s %s", t->workflow, t->what, t->detail);
+}
+
+static int count_traces(struct traces *tr, const char *needle)
+{
+	int n = 0;
+	for (int i = 0; i < tr->n; i++)
+		n += strstr(tr->lines[i], needle) != NULL;
+	return n;
+}
+
+static char *write_dir(const char *const *names, const char *const *sources, int n)
+{
+	char *dir = ng_xstrdup("/tmp/ng-wf-test-XXXXXX");
+	ASSERT(mkdtemp(dir) != NULL);
+	for (int i = 0; i < n; i++) {
+		char *p = ng_xasprintf("%s/%s", dir, names[i]);
+		FILE *f = fopen(p, "w");
+		ASSERT(f != NULL);
+		fputs(sources[i], f);
+		fclose(f);
+		free(p);
+	}
+	return dir;
+}
+
+static void rm_dir(char *dir)
+{
+	char *cmd = ng_xasprintf("rm -rf '%s'", dir);
+	ASSERT_EQ_INT(system(cmd), 0);
+	free(cmd);
+	free(dir);
+}
+
+static struct ng_wf_harness *open_h(const char *dir, struct traces *tr)
+{
+	struct ng_wf_harness_options o = {.conninfo = ng_test_pg(),
+	                                  .workflows_dir = dir,
+	                                  .isolate = 1,
+	                                  .trace = on_trace,
+	                                  .trace_data = tr};
+	struct ng_wf_harness *h;
+	char *err = NULL;
+	int rc = ng_wf_harness_open(&h, &o, &err);
+	if (rc)
+		ng_test_fail(__FILE__, __LINE__, "harness: %s", err);
+	return h;
+}
+
+static long long q1(struct ng_wf_harness *h, const char *sql)
+{
+	PGresult *r = PQexec(ng_wf_harness_pg(h), sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		ng_test_fail(__FILE__, __LINE__, "%s: %s", sql, PQresultErrorMessage(r));
+	long long v = PQgetisnull(r, 0, 0) ? -1 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return v;
+}
+
+static char *qs(struct ng_wf_harness *h, const char *sql)
+{
+	PGresult *r = PQexec(ng_wf_harness_pg(h), sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1)
+		ng_test_fail(__FILE__, __LINE__, "%s: %s", sql, PQresultErrorMessage(r));
+	char *v = ng_xstrdup(PQgetisnull(r, 0, 0) ? "(null)" : PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return v;
+}
+
+static int64_t customer(struct ng_wf_harness *h, const char *json)
+{
+	json_t *spec = json_loads(json, 0, NULL);
+	char *err = NULL;
+	int64_t id = ng_wf_harness_customer(h, spec, &err);
+	json_decref(spec);
+	if (id <= 0)
+		ng_test_fail(__FILE__, __LINE__, "customer: %s", err);
+	return id;
+}
+
+static void event(struct ng_wf_harness *h, int64_t c, const char *type, const char *data)
+{
+	json_t *d = json_loads(data, 0, NULL);
+	char *err = NULL;
+	if (ng_wf_harness_event(h, c, type, d, &err))
+		ng_test_fail(__FILE__, __LINE__, "event: %s", err);
+	json_decref(d);
+}
+
+static void start(struct ng_wf_harness *h, const char *wf, int64_t c)
+{
+	char *err = NULL;
+	if (ng_wf_harness_start(h, wf, c, &err))
+		ng_test_fail(__FILE__, __LINE__, "start: %s", err);
+}
+
+#define HOUR (3600 * 1000LL)
+
+static const char *replay_src =
+    "return { name = 'replay', trigger = {manual = true},\n"
+    "  run = function(ctx)\n"
+    "    ctx.log('before the wait')\n"
+    "    local v = ctx.split('subject', {'a', 'b'})\n"
+    "    local t0 = ctx.now()\n"
+    "    ctx.send{channel = 'email', template = 'first', data = {variant = v, t = t0}}\n"
+    "    ctx.wait('1h')\n"
+    "    local t1 = ctx.now()\n"
+    "    assert(t1 - t0 >= 3600, 'now is replayed: ' .. t1 - t0)\n"
+    "    ctx.send{channel = 'email', template = 'second', data = {variant = v}}\n"
+    "  end }\n";
+
+/* A replay returns the journaled results: one log line, one message per send, same variant. */
+static void test_replay_returns_recorded_results(void)
+{
+	const char *names[] = {"replay.lua"};
+	char *dir = write_dir(names, &replay_src, 1);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr);
+	int64_t c = customer(h, "{\"email\": \"replay@example.com\"}");
+	start(h, "replay", c);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 1);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances WHERE status = 'waiting'"), 1);
+	ng_wf_harness_advance(h, HOUR);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances WHERE status = 'completed'"), 1);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 2);
+	ASSERT_EQ_INT(q1(h, "SELECT count(DISTINCT data->>'variant') FROM messages"), 1);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM effects"), 7);
+	ASSERT_EQ_INT(count_traces(&tr, "log before the wait"), 1);
+	ASSERT_EQ_INT(count_traces(&tr, "send email"), 2);
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
+/* A journal that no longer matches the script parks the instance and performs nothing. */
+static void test_divergence_parks(void)
+{
+	const char *names[] = {"replay.lua"};
+	char *dir = write_dir(names, &replay_src, 1);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr);
+	int64_t c = customer(h, "{\"email\": \"diverge@example.com\"}");
+	start(h, "replay", c);
+	PQclear(PQexec(ng_wf_harness_pg(h),
+	               "UPDATE effects SET args = '{\"duration\": \"2h\"}' WHERE kind = 'wait'"));
+	ng_wf_harness_advance(h, HOUR);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances WHERE status = 'parked'"), 1);
+	char *err = qs(h, "SELECT error FROM instances");
+	ASSERT_CONTAINS(err, "replay diverged at step 4");
+	ASSERT_CONTAINS(err, "ctx.wait({\"duration\":\"2h\"})");
+	ASSERT_CONTAINS(err, "ctx.wait({\"duration\":\"1h\"})");
+	free(err);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 1);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM effects"), 5);
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
+static const char *cart_src =
+    "return { name = 'cart', trigger = {event = 'checkout.started',\n"
+    "    filter = function(e) return e.data.total > 20 end},\n"
+    "  key = function(e) return e.data.checkout_id end,\n"
+    "  exits = {'order.placed'},\n"
+    "  run = function(ctx)\n"
+    "    ctx.wait('1h')\n"
+    "    ctx.send{channel = 'email', template = 'cart', data = {cart = ctx.event.data}}\n"
+    "    local order = ctx.wait_for('order.placed', {match = {checkout_id = "
+    "ctx.event.data.checkout_id}, timeout = '23h'})\n"
+    "    if not order then ctx.send{channel = 'sms', template = 'cart_sms'} end\n"
+    "  end }\n";
+
+/* An exit event during a wait ends the instance at once; nothing more is sent. */
+static void test_exit_mid_wait(void)
+{
+	const char *names[] = {"cart.lua"};
+	char *dir = write_dir(names, &cart_src, 1);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr);
+	int64_t c = customer(h, "{\"email\": \"cart@example.com\"}");
+	event(h, c, "checkout.started", "{\"checkout_id\": \"k1\", \"total\": 10}");
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances"), 0); /* filtered out */
+	event(h, c, "checkout.started", "{\"checkout_id\": \"k1\", \"total\": 50}");
+	event(h, c, "checkout.started", "{\"checkout_id\": \"k1\", \"total\": 60}");
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances"), 1); /* one live per key */
+	ng_wf_harness_advance(h, HOUR);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages WHERE channel = 'email'"), 1);
+	ng_wf_harness_advance(h, 2 * HOUR);
+	event(h, c, "order.placed", "{\"checkout_id\": \"k1\"}");
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances WHERE status = 'exited'"), 1);
+	ng_wf_harness_advance(h, 48 * HOUR);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 1);
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
+/* wait_for returns the event when it matches, and times out with nil otherwise. */
+static void test_wait_for_event_and_timeout(void)
+{
+	const char *src =
+	    "return { name = 'wf', trigger = {event = 'checkout.started'},\n"
+	    "  key = function(e) return e.data.id end,\n"
+	    "  run = function(ctx)\n"
+	    "    local o, why = ctx.wait_for('order.placed', {match = {id = ctx.event.data.id},"
+	    " timeout = '2h'})\n"
+	    "    ctx.send{channel = 'email', template = o and ('got_' .. o.data.id) or why}\n"
+	    "  end }\n";
+	const char *names[] = {"wf.lua"};
+	char *dir = write_dir(names, &src, 1);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr);
+	int64_t c = customer(h, "{\"email\": \"wf@example.com\"}");
+	event(h, c, "checkout.started", "{\"id\": \"a\"}");
+	event(h, c, "checkout.started", "{\"id\": \"b\"}");
+	event(h, c, "order.placed", "{\"id\": \"b\"}");
+	ng_wf_harness_advance(h, 3 * HOUR);
+	char *t = qs(h, "SELECT string_agg(template, ',' ORDER BY template) FROM messages");
+	ASSERT_EQ_STR(t, "got_b,timeout");
+	free(t);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances WHERE status = 'completed'"), 2);
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
+/* A changed file becomes version 2; the running instance finishes on version 1. */
+static void test_versions(void)
+{
+	const char *v1 = "return { name = 'ver', trigger = {manual = true}, run = function(ctx)\n"
+	                 "  ctx.wait('1h'); ctx.send{channel = 'email', template = 'v1'} end }\n";
+	const char *names[] = {"ver.lua"};
+	char *dir = write_dir(names, &v1, 1);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr);
+	int64_t c = customer(h, "{\"email\": \"ver@example.com\"}");
+	start(h, "ver", c);
+	char *p = ng_xasprintf("%s/ver.lua", dir);
+	FILE *f = fopen(p, "w");
+	fputs("return { name = 'ver', trigger = {manual = true}, run = function(ctx)\n"
+	      "  ctx.send{channel = 'email', template = 'v2'} end }\n",
+	      f);
+	fclose(f);
+	free(p);
+	ng_wf_engine_deploy(ng_wf_harness_engine(h), dir, NULL, NULL);
+	ng_wf_harness_settle(h);
+	ASSERT_EQ_INT(q1(h, "SELECT active_version FROM workflows WHERE name = 'ver'"), 2);
+	int64_t c2 = customer(h, "{\"email\": \"ver2@example.com\"}");
+	start(h, "ver", c2);
+	ng_wf_harness_advance(h, HOUR);
+	char *t = qs(h, "SELECT string_agg(template || '@' || i.version, ',' ORDER BY template)"
+	                " FROM messages m JOIN instances i ON i.id = m.instance_id");
+	ASSERT_EQ_STR(t, "v1@1,v2@2");
+	free(t);
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
+/* Broken scripts: refused at load with file:line, or contained to their own instance. */
+static void test_bad_scripts_contained(void)
+{
+	const char *good =
+	    "return { name = 'good', trigger = {manual = true}, run = function(ctx)\n"
+	    "  ctx.send{channel = 'email', template = 'ok'} end }\n";
+	const char *rt = "return { name = 'rt', trigger = {manual = true}, run = function(ctx)\n"
+	                 "  local t = nil\n  return t.x end }\n";
+	const char *loop =
+	    "return { name = 'loop', trigger = {manual = true}, run = function(ctx)\n"
+	    "  pcall(function() while true do end end)\n"
+	    "  ctx.send{channel = 'email', template = 'never'} end }\n";
+	const char *bomb =
+	    "return { name = 'bomb', trigger = {manual = true}, run = function(ctx)\n"
+	    "  local s = string.rep('x', 1 << 40) end }\n";
+	const char *forbid = "return { name = 'forbid', trigger = {manual = true},\n"
+	                     "  run = function(ctx) return os.time() end }\n";
+	const char *deep =
+	    "return { name = 'deep', trigger = {manual = true}, run = function(ctx)\n"
+	    "  local function f(n) return f(n + 1) + 1 end\n  return f(1) end }\n";
+	/* Not reproducible: reads an address through tostring, branches on it. The sandbox gives
+	 * "table" for every table, so both replays take the same branch. */
+	const char *nondet =
+	    "return { name = 'nondet', trigger = {manual = true}, run = function(ctx)\n"
+	    "  if tostring({}):find('0x') then ctx.send{channel = 'email', "
+	    "template = 'addr'} end\n"
+	    "  local keys = {}\n  for k in pairs({b = 1, a = 2, c = 3}) do\n"
+	    "    keys[#keys + 1] = k end\n"
+	    "  ctx.wait('1s')\n"
+	    "  ctx.send{channel = 'email', template = table.concat(keys)} end }\n";
+	const char *srcs[] = {good, rt, loop, bomb, forbid, deep, nondet};
+	const char *names[] = {"good.lua",   "rt.lua",   "loop.lua",  "bomb.lua",
+	                       "forbid.lua", "deep.lua", "nondet.lua"};
+	char *dir = write_dir(names, srcs, 7);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr);
+	const char *wfs[] = {"rt", "loop", "bomb", "forbid", "deep", "nondet", "good"};
+	for (int i = 0; i < 7; i++) {
+		char *js = ng_xasprintf("{\"email\": \"bad%d@example.com\"}", i);
+		start(h, wfs[i], customer(h, js));
+		free(js);
+	}
+	ng_wf_harness_advance(h, 2000);
+	char *s = qs(h, "SELECT string_agg(workflow || '=' || status, ',' ORDER BY workflow)"
+	                " FROM instances");
+	ASSERT_EQ_STR(s, "bomb=parked,deep=failed,forbid=failed,good=completed,loop=parked,"
+	                 "nondet=completed,rt=failed");
+	free(s);
+	s = qs(h, "SELECT error FROM instances WHERE workflow = 'rt'");
+	ASSERT_CONTAINS(s, "workflows/rt.lua:3:");
+	ASSERT_CONTAINS(s, "traceback");
+	free(s);
+	s = qs(h, "SELECT error FROM instances WHERE workflow = 'loop'");
+	ASSERT_CONTAINS(s, "killed");
+	free(s);
+	s = qs(h, "SELECT error FROM instances WHERE workflow = 'forbid'");
+	ASSERT_CONTAINS(s, "os");
+	free(s);
+	s = qs(h, "SELECT error FROM instances WHERE workflow = 'deep'");
+	ASSERT_CONTAINS(s, "stack overflow");
+	free(s);
+	s = qs(h, "SELECT string_agg(template, ',' ORDER BY template) FROM messages");
+	ASSERT_EQ_STR(s, "abc,ok");
+	free(s);
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
+/* A syntax error, a bad trigger and an unknown API call are refused at load with file:line. */
+static void test_load_errors(void)
+{
+	struct ng_lua *lua;
+	struct ng_lua_limits lim = {0};
+	ASSERT_EQ_INT(ng_lua_open(&lua, &lim), 0);
+	struct {
+		const char *src, *want;
+	} cases[] = {
+	    {"return { name = 'x', run = function(ctx) end end }", "x.lua:1:"},
+	    {"return {\n name = 'x',\n trigger = {event = 5},\n run = function() end }",
+	     "x.lua:3: trigger.event must be a string"},
+	    {"return {\n name = 'x',\n trigger = {manual = true},\n run = function(ctx)\n"
+	     "  ctx.sned{} end }",
+	     "x.lua:5: unknown workflow API ctx.sned"},
+	    {"return { name = 'x', trigger = {manual = true} }", "needs run"},
+	    {"return {\n name = 'x',\n trigger = {manual = true},\n reentry = 'sometimes',\n"
+	     " run = function() end }",
+	     "x.lua:4: reentry must be"},
+	    {"while true do end", "killed"},
+	    {"return 5", "must return its definition table"},
+	};
+	for (size_t i = 0; i < NG_ARRAY_LEN(cases); i++) {
+		struct ng_wf_def *d;
+		char *err = NULL;
+		int rc = ng_wf_load_buffer(lua, "workflows/x.lua", cases[i].src,
+		                           strlen(cases[i].src), &d, &err);
+		ASSERT(rc < 0);
+		ASSERT_CONTAINS(err, cases[i].want);
+		free(err);
+	}
+	ng_lua_close(lua);
+}
+
+NG_TESTS(NG_TEST(test_replay_returns_recorded_results), NG_TEST(test_divergence_parks),
+         NG_TEST(test_exit_mid_wait), NG_TEST(test_wait_for_event_and_timeout),
+         NG_TEST(test_versions), NG_TEST(test_bad_scripts_contained), NG_TEST(test_load_errors), )

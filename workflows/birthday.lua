@@ -1,0 +1,16 @@
+-- Birthday: a present at 09:00 on the customer's birthday, in their own timezone (the store's
+-- default timezone when we do not know theirs). People born on February 29 hear from us on
+-- February 28 in other years. Once a year.
+return {
+  name = "birthday",
+  trigger = { date = "birthday", at = "09:00" },
+
+  run = function(ctx)
+    local customer = ctx.customer()
+    local code = "HBD-" .. ctx.customer_id
+    ctx.send{ channel = "email", template = "birthday", data = { code = code } }
+    if customer.phone and customer.consent.sms == "granted" then
+      ctx.send{ channel = "sms", template = "birthday_sms", data = { code = code } }
+    end
+  end,
+}

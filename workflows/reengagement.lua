@@ -1,0 +1,36 @@
+-- Re-engagement: customers who have ordered before but not in the last 90 days.
+--
+-- Once a day the segment below picks them (in batches, read-only). They get a "we miss you" email,
+-- a last-chance email a week later, and a week after that we record them as lapsed (the event
+-- customer.lapsed, which other workflows and reports can use). An order ends it at once. Nobody
+-- re-enters within 30 days, and a lapsed customer is not picked again until they order.
+return {
+  name = "reengagement",
+  trigger = {
+    every = "1d",
+    -- $1 is the current time. The query must return customer ids in a column named id.
+    segment = [[
+      SELECT c.id FROM customers c
+       WHERE c.erased_at IS NULL
+         AND EXISTS (SELECT 1 FROM events e WHERE e.customer_id = c.id AND e.type = 'order.placed')
+         AND NOT EXISTS (SELECT 1 FROM events e WHERE e.customer_id = c.id
+                           AND e.type = 'order.placed'
+                           AND e.occurred_at > $1::timestamptz - interval '90 days')
+         AND NOT EXISTS (SELECT 1 FROM events l WHERE l.customer_id = c.id
+                           AND l.type = 'customer.lapsed'
+                           AND l.occurred_at > (SELECT max(occurred_at) FROM events o
+                                                 WHERE o.customer_id = c.id
+                                                   AND o.type = 'order.placed'))
+    ]],
+  },
+  reentry = "after 30d",
+  exits = { "order.placed" },
+
+  run = function(ctx)
+    ctx.send{ channel = "email", template = "we_miss_you", data = { code = "COMEBACK15" } }
+    ctx.wait("7d")
+    ctx.send{ channel = "email", template = "last_chance", data = { code = "COMEBACK15" } }
+    ctx.wait("7d")
+    ctx.emit("customer.lapsed", { workflow = ctx.workflow })
+  end,
+}
