@@ -7,8 +7,13 @@
 #include "daemon.h"
 #include "db.h"
 #include "ng.h"
+#include "paths.h"
 #include "senders.h"
+#include "wf.h"
 
+#include <stdlib.h>
+
+#include <errno.h>
 #include <stdio.h>
 
 static void close_clock(void *self, void (*done)(void *arg), void *arg)
@@ -46,6 +51,130 @@ static int start_db(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *
 	return 0;
 }
 
+/*
+ * The workflow engine. It starts scheduling once the shipped (or configured) workflows are
+ * deployed; while the database is unreachable the deploy is retried every few seconds, so a daemon
+ * started before PostgreSQL catches up by itself. SIGHUP deploys again: a changed file becomes a
+ * new version for new instances.
+ */
+#define WF_DEPLOY_RETRY_MS 3000
+
+struct ng_wf_part {
+	struct ng_wf_engine *engine;
+	char *dir;
+	uv_timer_t retry;
+	int started, deploying, closing;
+	void (*closed)(void *arg);
+	void *closed_arg;
+};
+
+static void wf_deploy(struct ng_wf_part *w);
+static void on_wf_retry(uv_timer_t *t);
+
+static void wf_deployed(int status, const char *err, void *arg)
+{
+	struct ng_wf_part *w = arg;
+	w->deploying = 0;
+	if (w->closing)
+		return;
+	if (status != 0 && status != NG_ECONFIG) {
+		ng_error("workflows", "deploying %s failed, retrying in %d ms: %s", w->dir,
+			 WF_DEPLOY_RETRY_MS, err ? err : ng_strerror(status));
+		uv_timer_start(&w->retry, on_wf_retry, WF_DEPLOY_RETRY_MS, 0);
+		return;
+	}
+	if (status == NG_ECONFIG)
+		ng_error("workflows", "some workflows were refused and are not running: %s", err);
+	else
+		ng_info("workflows", "workflows in %s deployed", w->dir);
+	if (!w->started) {
+		w->started = 1;
+		ng_wf_engine_start(w->engine);
+	}
+}
+
+static void on_wf_retry(uv_timer_t *t)
+{
+	wf_deploy(t->data);
+}
+
+static void wf_deploy(struct ng_wf_part *w)
+{
+	if (w->deploying || w->closing)
+		return;
+	w->deploying = 1;
+	int rc = ng_wf_engine_deploy(w->engine, w->dir, wf_deployed, w);
+	if (rc) {
+		w->deploying = 0;
+		ng_error("workflows", "cannot deploy %s: %s", w->dir, ng_strerror(rc));
+	}
+}
+
+static void wf_retry_closed(uv_handle_t *h)
+{
+	struct ng_wf_part *w = h->data;
+	void (*closed)(void *) = w->closed;
+	void *arg = w->closed_arg;
+	free(w->dir);
+	free(w);
+	closed(arg);
+}
+
+static void wf_engine_closed(void *arg)
+{
+	struct ng_wf_part *w = arg;
+	uv_close((uv_handle_t *)&w->retry, wf_retry_closed);
+}
+
+static void close_wf(void *self, void (*done)(void *arg), void *arg)
+{
+	struct ng_wf_part *w = self;
+	w->closing = 1;
+	w->closed = done;
+	w->closed_arg = arg;
+	uv_timer_stop(&w->retry);
+	ng_wf_engine_close(w->engine, wf_engine_closed, w);
+}
+
+static void reload_wf(void *self, const struct ng_conf *conf)
+{
+	NG_UNUSED(conf);
+	wf_deploy(self);
+}
+
+static int start_wf(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
+		    struct ng_daemon_parts *parts, char *err, size_t errlen)
+{
+	const char *dir = ng_conf_str(conf, "paths.workflows");
+	char *found = dir ? ng_xstrdup(dir) : ng_paths_shipped("workflows");
+	if (!found) {
+		snprintf(err, errlen, "no workflows directory: set key 'paths.workflows'");
+		return -ENOENT;
+	}
+	struct ng_wf_options o = {
+		.loop = loop,
+		.db = parts->db,
+		.clock = parts->clock,
+		.default_timezone = ng_conf_str(conf, "store.timezone"),
+		.listen = 1,
+	};
+	struct ng_wf_part *w = ng_xcalloc(1, sizeof *w);
+	w->dir = found;
+	int rc = ng_wf_engine_open(&w->engine, &o);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the workflow engine: %s", ng_strerror(rc));
+		free(w->dir);
+		free(w);
+		return rc;
+	}
+	uv_timer_init(loop, &w->retry);
+	w->retry.data = w;
+	parts->wf = w;
+	ng_daemon_add(d, "workflows", w, close_wf, reload_wf);
+	wf_deploy(w);
+	return 0;
+}
+
 int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
 			  struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
@@ -65,5 +194,5 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 	rc = start_db(d, loop, conf, parts, err, errlen);
 	if (rc)
 		return rc;
-	return 0;
+	return start_wf(d, loop, conf, parts, err, errlen);
 }

@@ -14,6 +14,7 @@ struct ng_daemon;
 struct ng_daemon_parts {
 	struct ng_clock *clock;
 	struct ng_db *db;
+	struct ng_wf_part *wf;
 	struct ng_senders *senders;
 	uint64_t started_ms;
 };

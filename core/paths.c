@@ -37,14 +37,18 @@ char *ng_paths_shipped(const char *sub)
 			*slash = '\0';
 			/* build/nudge or build-asan/nudge: the tree is one level up. */
 			char *p = ng_xasprintf("%s/../%s", exe, sub);
-			if (is_dir(p))
-				return p;
+			char *real = realpath(p, NULL);
 			free(p);
+			if (real && is_dir(real))
+				return real;
+			free(real);
 			/* PREFIX/bin/nudge: shipped files are in PREFIX/share/nudge. */
 			p = ng_xasprintf("%s/../share/nudge/%s", exe, sub);
-			if (is_dir(p))
-				return p;
+			real = realpath(p, NULL);
 			free(p);
+			if (real && is_dir(real))
+				return real;
+			free(real);
 		}
 	}
 	if (is_dir(sub))
