@@ -7,11 +7,13 @@
 #include "daemon.h"
 #include "db.h"
 #include "ng.h"
+#include "migrate.h"
 #include "paths.h"
 #include "senders.h"
 #include "wf.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -31,6 +33,41 @@ static void close_db(void *self, void (*done)(void *arg), void *arg)
 	ng_db_close(self, done, arg);
 }
 
+/*
+ * A daemon running against a schema older than its migrations would fail in odd places later, so
+ * it says so plainly once the database answers (and /healthz reports it).
+ */
+static void on_schema_version(const struct ng_db_result *r, void *arg)
+{
+	struct ng_daemon_parts *parts = arg;
+	if (r->status != 0) {
+		/* nudge_migrations missing: never migrated. Other errors: the pool logs them. */
+		if (strcmp(r->sqlstate, "42P01") == 0) {
+			parts->schema_behind = 1;
+			ng_error("daemon", "the database has never been migrated: run `nudge migrate`");
+		}
+		return;
+	}
+	int have = PQgetisnull(r->res, 0, 0) ? 0 : atoi(PQgetvalue(r->res, 0, 0));
+	if (have < parts->schema_needed) {
+		parts->schema_behind = 1;
+		ng_error("daemon",
+			 "the database schema is at migration %04d but this nudge needs %04d: run "
+			 "`nudge migrate`",
+			 have, parts->schema_needed);
+	}
+}
+
+static void check_schema(struct ng_daemon_parts *parts)
+{
+	char *dir = ng_paths_shipped("sql");
+	parts->schema_needed = dir ? ng_migrate_latest(dir) : 0;
+	free(dir);
+	if (parts->schema_needed > 0)
+		ng_db_query(parts->db, "SELECT max(version) FROM nudge_migrations", 0, NULL,
+			    on_schema_version, parts);
+}
+
 static int start_db(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
 		    struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
@@ -48,6 +85,7 @@ static int start_db(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *
 		return rc;
 	}
 	ng_daemon_add(d, "database", parts->db, close_db, NULL);
+	check_schema(parts);
 	return 0;
 }
 

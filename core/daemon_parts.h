@@ -17,6 +17,8 @@ struct ng_daemon_parts {
 	struct ng_wf_part *wf;
 	struct ng_senders *senders;
 	uint64_t started_ms;
+	int schema_needed; /* the highest migration this nudge ships */
+	int schema_behind; /* the database lacks some of them */
 };
 
 /*

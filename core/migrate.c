@@ -239,3 +239,15 @@ int ng_migrate_run(const char *conninfo, const char *sql_dir, int *applied, char
 	free_migrations(m, n);
 	return rc;
 }
+
+int ng_migrate_latest(const char *sql_dir)
+{
+	struct migration *m = NULL;
+	int n = 0;
+	char err[256];
+	if (load_migrations(sql_dir, &m, &n, err, sizeof err) != 0 || n == 0)
+		return 0;
+	int latest = m[n - 1].version;
+	free_migrations(m, n);
+	return latest;
+}

@@ -15,4 +15,7 @@
  */
 int ng_migrate_run(const char *conninfo, const char *sql_dir, int *applied, char *err, size_t errlen);
 
+/* The highest migration number in sql_dir (0 when there is none or the directory is unreadable). */
+int ng_migrate_latest(const char *sql_dir);
+
 #endif
