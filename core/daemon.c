@@ -219,6 +219,7 @@ int ng_daemon_run(const char *config_path)
 		d->exit_code = 1;
 	}
 	int code = d->exit_code;
+	ng_daemon_parts_free(&d->built);
 	ng_conf_free(d->conf);
 	free(d->config_path);
 	free(d);

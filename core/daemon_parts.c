@@ -2,6 +2,9 @@
  * daemon_parts.c — builds the daemon's components from the configuration, in dependency order.
  */
 #include "daemon_parts.h"
+#include "admin_routes.h"
+#include "httpd.h"
+#include "metrics.h"
 #include "clock.h"
 #include "config.h"
 #include "daemon.h"
@@ -213,9 +216,75 @@ static int start_wf(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *
 	return 0;
 }
 
+static void close_httpd(void *self, void (*done)(void *arg), void *arg)
+{
+	ng_httpd_close(self, done, arg);
+}
+
+/* Splits "host:port" ("[::1]:8025" for IPv6). */
+static int parse_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon || colon == s)
+		return -EINVAL;
+	const char *h = s;
+	size_t hl = (size_t)(colon - s);
+	if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	if (hl + 1 > hostlen)
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	char *end;
+	long p = strtol(colon + 1, &end, 10);
+	if (*end || p < 0 || p > 65535)
+		return -EINVAL;
+	*port = (int)p;
+	return 0;
+}
+
+static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
+		       struct ng_daemon_parts *parts, char *err, size_t errlen)
+{
+	const char *listen = ng_conf_str(conf, "http.listen");
+	char host[256];
+	int port;
+	if (parse_listen(listen, host, sizeof host, &port) != 0) {
+		snprintf(err, errlen, "key 'http.listen' must be address:port, not \"%s\"", listen);
+		return -EINVAL;
+	}
+	struct ng_httpd_options o = {
+		.max_header_bytes = (size_t)ng_conf_int(conf, "http.max_header_bytes"),
+		.max_headers = (int)ng_conf_int(conf, "http.max_headers"),
+		.max_body_bytes = (size_t)ng_conf_int(conf, "http.max_body_bytes"),
+		.max_connections = (int)ng_conf_int(conf, "http.max_connections"),
+		.header_timeout_ms = (uint64_t)ng_conf_int(conf, "http.header_timeout_ms"),
+		.body_timeout_ms = (uint64_t)ng_conf_int(conf, "http.body_timeout_ms"),
+		.idle_timeout_ms = (uint64_t)ng_conf_int(conf, "http.idle_timeout_ms"),
+		.drain_timeout_ms = (uint64_t)ng_conf_int(conf, "shutdown_timeout_ms") / 2,
+	};
+	ng_httpd_open(&parts->httpd, loop, &o);
+	ng_daemon_add(d, "http", parts->httpd, close_httpd, NULL);
+	int rc = ng_httpd_listen(parts->httpd, host, port);
+	if (rc) {
+		snprintf(err, errlen, "cannot listen on %s (key 'http.listen'): %s", listen,
+			 uv_strerror(rc));
+		return rc;
+	}
+	parts->admin = ng_xcalloc(1, sizeof *parts->admin);
+	*parts->admin = (struct ng_admin){d, parts->clock, parts->db, parts->senders,
+					  parts->metrics, (int64_t)parts->started_ms};
+	ng_admin_routes(parts->admin, parts->httpd);
+	ng_info("http", "listening on %s", listen);
+	return 0;
+}
+
 int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
 			  struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
+	parts->metrics = ng_metrics_new();
 	parts->clock = ng_clock_real(loop);
 	parts->started_ms = (uint64_t)ng_clock_now_ms(parts->clock);
 	ng_daemon_add(d, "clock", parts->clock, close_clock, NULL);
@@ -232,5 +301,18 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 	rc = start_db(d, loop, conf, parts, err, errlen);
 	if (rc)
 		return rc;
-	return start_wf(d, loop, conf, parts, err, errlen);
+	rc = start_wf(d, loop, conf, parts, err, errlen);
+	if (rc)
+		return rc;
+	/* Last: requests arrive only once everything they need is running, and the listener is
+	 * the first thing a drain closes. */
+	return start_httpd(d, loop, conf, parts, err, errlen);
+}
+
+void ng_daemon_parts_free(struct ng_daemon_parts *parts)
+{
+	free(parts->admin);
+	ng_metrics_free(parts->metrics);
+	parts->admin = NULL;
+	parts->metrics = NULL;
 }

@@ -15,6 +15,9 @@ struct ng_daemon_parts {
 	struct ng_clock *clock;
 	struct ng_db *db;
 	struct ng_wf_part *wf;
+	struct ng_httpd *httpd;
+	struct ng_metrics *metrics;
+	struct ng_admin *admin;
 	struct ng_senders *senders;
 	uint64_t started_ms;
 	int schema_needed; /* the highest migration this nudge ships */
@@ -27,5 +30,8 @@ struct ng_daemon_parts {
  */
 int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
 			  struct ng_daemon_parts *parts, char *err, size_t errlen);
+
+/* Frees what the parts keep beyond their components (after the loop has closed them all). */
+void ng_daemon_parts_free(struct ng_daemon_parts *parts);
 
 #endif

@@ -40,6 +40,7 @@ static void finish(struct deploy *d)
 	wf_stmts_free(&d->st);
 	free(d->errors);
 	free(d);
+	wf_engine_settle(e);
 }
 
 static void on_versions(const struct ng_db_result *r, void *arg)

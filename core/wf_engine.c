@@ -346,3 +346,9 @@ void ng_wf_engine_close(struct ng_wf_engine *e, void (*done)(void *arg), void *a
 	ng_clock_timer_stop(e->opt.clock, &e->timer);
 	maybe_closed(e);
 }
+
+void wf_engine_settle(struct ng_wf_engine *e)
+{
+	if (e->closing)
+		maybe_closed(e);
+}

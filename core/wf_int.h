@@ -105,6 +105,8 @@ void wf_due_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, in
 void wf_sweep_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, int n));
 
 int64_t wf_now(const struct ng_wf_engine *e);
+/* Work outside a scheduling pass (a deploy) calls this when it ends: a pending close may finish. */
+void wf_engine_settle(struct ng_wf_engine *e);
 /* The column as text, NULL for SQL NULL. */
 const char *wf_col(PGresult *res, int row, int col);
 int64_t wf_col_i64(PGresult *res, int row, int col);
