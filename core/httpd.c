@@ -358,7 +358,8 @@ static int refuse(struct httpd_conn *c, int status, const char *why)
 {
 	c->refuse_status = status;
 	c->refuse_why = why;
-	return 1; /* stops the parser */
+	/* Stops the parser. Not 1: from on_headers_complete, 1 means "no body", not an error. */
+	return -1;
 }
 
 static int count_header_bytes(struct httpd_conn *c, size_t n)
