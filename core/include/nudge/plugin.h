@@ -334,7 +334,7 @@ struct nudge_host {
 	 * The instance's configuration, checked against the declared keys and defaulted. Any
 	 * thread. A key the plugin did not declare, or asking with the wrong type, logs an error
 	 * and gives NULL / 0. config_string gives NULL for an optional key with no value and no
-	 * default.
+	 * default; the string stays valid until the instance has shut down.
 	 */
 	const char *(*config_string)(struct nudge_instance *self, const char *key);
 	int64_t (*config_int)(struct nudge_instance *self, const char *key);
