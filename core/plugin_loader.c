@@ -262,6 +262,15 @@ static struct ng_plugin_lib *lib_get(struct ng_plugin_host *h, const char *path,
 		dlclose(dl);
 		return NULL;
 	}
+	/*
+	 * Accepted: pin it. Libraries a plugin uses may leave code behind that runs later, outside
+	 * any plugin call (libESMTP registers a thread-specific destructor that runs when a sender
+	 * thread exits, after the plugins have shut down), so an accepted plugin stays mapped until
+	 * the process exits. Refused files are unloaded.
+	 */
+	void *pin = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD | RTLD_NODELETE);
+	if (pin)
+		dlclose(pin);
 	if (d->abi_minor > NUDGE_PLUGIN_ABI_MINOR)
 		ng_info("plugin",
 		        "%s: built for plugin ABI %u.%u, newer than this nudge's %d.%d; it must "
@@ -287,11 +296,7 @@ void ng_plugin_lib_release(struct ng_plugin_host *h, struct ng_plugin_lib *lib)
 			*pp = lib->next;
 			break;
 		}
-	/* NUDGE_PLUGINS_NO_DLCLOSE=1 keeps the code mapped, so leak reports can name plugin frames.
-	 */
-	const char *keep = getenv("NUDGE_PLUGINS_NO_DLCLOSE");
-	if (!keep || strcmp(keep, "1") != 0)
-		dlclose(lib->dl);
+	dlclose(lib->dl); /* the code stays mapped (RTLD_NODELETE); the handle goes */
 	free(lib->path);
 	free(lib);
 }

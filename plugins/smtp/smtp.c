@@ -31,6 +31,9 @@ static const struct nudge_config_key config_keys[] = {
      "required | optional | off; AUTH without TLS sends the password in the clear"},
     {"tls_verify", NUDGE_CONFIG_BOOL, 0, "true",
      "check the relay's certificate and host name; turn off only for a test relay"},
+    {"tls13", NUDGE_CONFIG_BOOL, 0, "false",
+     "allow TLS 1.3; libESMTP 1.1 can stall on the session tickets a nearby relay sends after a "
+     "TLS 1.3 handshake"},
     {"ca_file", NUDGE_CONFIG_STRING, 0, NULL,
      "PEM file of CA certificates to trust (default: the system's)"},
     {"username", NUDGE_CONFIG_STRING, 0, NULL, "AUTH PLAIN/LOGIN user name (no AUTH if unset)"},
@@ -43,6 +46,8 @@ static const struct nudge_config_key config_keys[] = {
      "the most messages sent over one connection"},
     {"connections", NUDGE_CONFIG_INT, 0, "0",
      "concurrent connections to the relay (0: one per sender thread)"},
+    {"trace", NUDGE_CONFIG_BOOL, 0, "false",
+     "log the SMTP conversation at debug level (AUTH secrets masked, bodies left out)"},
     {NULL, 0, 0, NULL, NULL},
 };
 
@@ -102,10 +107,6 @@ static void finish_shutdown(struct smtp_inst *inst)
 {
 	void (*done)(void *) = inst->shutdown_done;
 	void *arg = inst->shutdown_arg;
-	for (int i = 0; i < inst->nthreads; i++)
-		if (inst->threads[i].auth)
-			auth_destroy_context(inst->threads[i].auth);
-	free(inst->threads);
 	SSL_CTX_free(inst->tls);
 	free(inst);
 	auth_release();
@@ -115,7 +116,8 @@ static void finish_shutdown(struct smtp_inst *inst)
 static void batch_work(void *arg, int thread_index)
 {
 	struct smtp_batch *b = arg;
-	smtp_session_run(b, &b->inst->threads[thread_index]);
+	(void)thread_index; /* one job per thread at a time: at most one session per thread */
+	smtp_session_run(b);
 }
 
 /* What a finished batch says about the relay, for health and the log. */
@@ -258,6 +260,8 @@ static int smtp_init(const struct nudge_host *host, struct nudge_instance *self,
 	set.tls_verify = host->config_bool(self, "tls_verify");
 	set.timeout_ms = (long)host->config_int(self, "timeout_ms");
 	set.max_batch = (int)host->config_int(self, "messages_per_session");
+	set.trace = host->config_bool(self, "trace");
+	set.tls13 = host->config_bool(self, "tls13");
 	const char *tls = host->config_string(self, "starttls");
 	if (strcmp(tls, "required") == 0)
 		set.starttls = SMTP_TLS_REQUIRED;
@@ -290,15 +294,13 @@ static int smtp_init(const struct nudge_host *host, struct nudge_instance *self,
 
 	SSL_CTX *ctx = NULL;
 	if (set.starttls != SMTP_TLS_OFF) {
-		ctx = smtp_tls_context(host->config_string(self, "ca_file"), err, errlen);
+		ctx =
+		    smtp_tls_context(host->config_string(self, "ca_file"), set.tls13, err, errlen);
 		if (!ctx)
 			return -EINVAL;
 	}
 	struct smtp_inst *inst = calloc(1, sizeof *inst);
-	struct smtp_thread *threads = calloc((size_t)nthreads, sizeof *threads);
-	if (!inst || !threads) {
-		free(inst);
-		free(threads);
+	if (!inst) {
 		SSL_CTX_free(ctx);
 		return -ENOMEM;
 	}
@@ -306,8 +308,6 @@ static int smtp_init(const struct nudge_host *host, struct nudge_instance *self,
 	inst->self = self;
 	inst->set = set;
 	inst->tls = ctx;
-	inst->threads = threads;
-	inst->nthreads = nthreads;
 	auth_acquire();
 	if (set.username && set.starttls == SMTP_TLS_OFF)
 		host->log(self, NUDGE_LOG_WARN,

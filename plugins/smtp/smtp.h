@@ -38,6 +38,8 @@ struct smtp_settings {
 	long timeout_ms;
 	int max_batch;
 	int max_connections;
+	int trace; /* log the protocol at debug level */
+	int tls13; /* allow TLS 1.3 (see smtp_tls_context) */
 };
 
 /* A message on its way: built on the loop thread, sent on a sender thread, completed on the loop.
@@ -60,12 +62,6 @@ struct smtp_item {
 	struct smtp_item *next;
 };
 
-/* Per sender thread: the SASL context, reused by the sessions that thread runs. */
-struct smtp_thread {
-	auth_context_t auth;
-	long sessions;
-};
-
 /* One SMTP connection's worth of messages. */
 struct smtp_batch {
 	struct smtp_inst *inst;
@@ -83,8 +79,6 @@ struct smtp_inst {
 	struct nudge_instance *self;
 	struct smtp_settings set;
 	SSL_CTX *tls; /* ONE context for every session of the instance (see smtp_session.c) */
-	struct smtp_thread *threads;
-	int nthreads;
 	struct smtp_item *queue_head, *queue_tail;
 	size_t queued;
 	int running; /* batches on sender threads */
@@ -105,8 +99,8 @@ struct smtp_inst {
 int smtp_message_build(struct smtp_inst *inst, struct smtp_item *item, int64_t now_ms);
 
 /* smtp_session.c */
-SSL_CTX *smtp_tls_context(const char *ca_file, char *err, size_t errlen);
+SSL_CTX *smtp_tls_context(const char *ca_file, int tls13, char *err, size_t errlen);
 /* Sends every item of the batch over one connection and classifies each result. Sender thread. */
-void smtp_session_run(struct smtp_batch *b, struct smtp_thread *t);
+void smtp_session_run(struct smtp_batch *b);
 
 #endif

@@ -24,11 +24,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <openssl/x509.h>
 
-SSL_CTX *smtp_tls_context(const char *ca_file, char *err, size_t errlen)
+SSL_CTX *smtp_tls_context(const char *ca_file, int tls13, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	if (!ctx) {
@@ -36,6 +37,15 @@ SSL_CTX *smtp_tls_context(const char *ca_file, char *err, size_t errlen)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/*
+	 * TLS 1.2 at most, unless tls13 is set. After a TLS 1.3 handshake the relay sends session
+	 * tickets; when they arrive before libESMTP has flushed its EHLO (a relay on the same host
+	 * or network), libESMTP reads them, finds no reply, and waits a whole timeout with the EHLO
+	 * still in its buffer, after which the session is lost. Seen with libESMTP 1.1.0 against
+	 * the stand-in; TLS 1.2 has no post-handshake messages.
+	 */
+	if (!tls13)
+		SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
 	/*
 	 * The handshake itself does not abort on a bad certificate (SSL_VERIFY_NONE): libESMTP
 	 * checks the verification result and the host name afterwards and asks our event callback,
@@ -58,6 +68,7 @@ struct session_log {
 	int tls_ok;
 	char tls_problem[200];
 	char last_reply[200]; /* the relay's most recent reply line, for reasons */
+	int auth_secret;      /* the next client line answers a 334 challenge */
 };
 
 static void note(char *dst, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -138,6 +149,26 @@ static void on_event(smtp_session_t session, int event, void *arg, ...)
 	va_end(ap);
 }
 
+/* With trace = true: one debug log line per protocol line, with AUTH secrets masked. */
+static void trace_line(struct session_log *log, int writing, const char *p, size_t n)
+{
+	struct smtp_inst *inst = log->b->inst;
+	while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == '\n'))
+		n--;
+	if (writing && (log->auth_secret || (n >= 5 && strncasecmp(p, "AUTH ", 5) == 0))) {
+		/* "AUTH PLAIN <secret>" keeps its mechanism; a reply to a 334 challenge is all
+		 * secret. */
+		size_t keep = log->auth_secret ? 0 : 5 + strcspn(p + 5, " ");
+		inst->host->log(inst->self, NUDGE_LOG_DEBUG, "C: %.*s%s", (int)keep, p,
+		                keep < n ? " ***" : "");
+	} else {
+		inst->host->log(inst->self, NUDGE_LOG_DEBUG, "%s: %.*s", writing ? "C" : "S",
+		                (int)n, p);
+	}
+	if (!writing)
+		log->auth_secret = n >= 3 && strncmp(p, "334", 3) == 0;
+}
+
 /*
  * The protocol trace, watched for what the API does not report: a refused AUTH (535, or 534/538)
  * and the wording of the relay's last reply. Bodies are not passed here (headers flag 0).
@@ -145,12 +176,16 @@ static void on_event(smtp_session_t session, int event, void *arg, ...)
 static void on_monitor(const char *buf, int len, int writing, void *arg)
 {
 	struct session_log *log = arg;
-	if (writing != SMTP_CB_READING)
-		return;
 	const char *p = buf, *end = buf + len;
 	while (p < end) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
 		size_t n = eol ? (size_t)(eol - p) : (size_t)(end - p);
+		if (log->b->inst->set.trace)
+			trace_line(log, writing == SMTP_CB_WRITING, p, n);
+		if (writing != SMTP_CB_READING) {
+			p = eol ? eol + 1 : end;
+			continue;
+		}
 		if (n >= 3 && (strncmp(p, "535", 3) == 0 || strncmp(p, "534", 3) == 0 ||
 		               strncmp(p, "538", 3) == 0))
 			log->b->auth_failed = 1;
@@ -246,8 +281,10 @@ static void classify(struct smtp_item *it, struct smtp_batch *b, const struct se
 		b->auth_failed = 1;
 		return;
 	}
+	/* 354 is DATA's go-ahead: the final reply to the message never came. */
+	int no_final = data->code == 0 || data->code == 354;
 	if (mail->code == 0 || (mail->code / 100 == 2 && rcpt->code == 0) ||
-	    (mail->code / 100 == 2 && rcpt->code / 100 == 2 && data->code == 0)) {
+	    (mail->code / 100 == 2 && rcpt->code / 100 == 2 && no_final)) {
 		/* The session ended early: the connection, TLS, a timeout, or a 421 before us. */
 		const char *stage = mail->code == 0   ? "before MAIL FROM"
 		                    : rcpt->code == 0 ? "before RCPT TO"
@@ -311,7 +348,7 @@ static void drain_sigpipe(void)
 		;
 }
 
-void smtp_session_run(struct smtp_batch *b, struct smtp_thread *t)
+void smtp_session_run(struct smtp_batch *b)
 {
 	struct smtp_settings *set = &b->inst->set;
 	struct session_log log = {.b = b};
@@ -332,13 +369,12 @@ void smtp_session_run(struct smtp_batch *b, struct smtp_thread *t)
 		                                                           : Starttls_ENABLED);
 		smtp_starttls_set_ctx(s, b->inst->tls); /* once per session, never NULL */
 	}
+	auth_context_t auth = NULL;
 	if (set->username) {
-		if (!t->auth) {
-			t->auth = auth_create_context();
-			auth_set_mechanism_flags(t->auth, AUTH_PLUGIN_PLAIN, 0);
-			auth_set_interact_cb(t->auth, interact, set);
-		}
-		smtp_auth_set_context(s, t->auth);
+		auth = auth_create_context();
+		auth_set_mechanism_flags(auth, AUTH_PLUGIN_PLAIN, 0);
+		auth_set_interact_cb(auth, interact, set);
+		smtp_auth_set_context(s, auth);
 	}
 	static const int phases[] = {Timeout_GREETING, Timeout_ENVELOPE, Timeout_DATA,
 	                             Timeout_TRANSFER, Timeout_DATA2};
@@ -354,7 +390,6 @@ void smtp_session_run(struct smtp_batch *b, struct smtp_thread *t)
 		it->r = smtp_add_recipient(it->m, it->msg->recipient);
 	}
 
-	t->sessions++;
 	if (!smtp_start_session(s)) {
 		char e[160];
 		smtp_strerror(smtp_errno(), e, sizeof e);
@@ -365,5 +400,7 @@ void smtp_session_run(struct smtp_batch *b, struct smtp_thread *t)
 	if (!b->problem[0] && log.tls_problem[0])
 		snprintf(b->problem, sizeof b->problem, "%s", log.tls_problem);
 	smtp_destroy_session(s);
+	if (auth)
+		auth_destroy_context(auth);
 	drain_sigpipe();
 }
