@@ -6,6 +6,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "ng.h"
+#include "plugin_host.h"
 #include "senders.h"
 
 #include <stdio.h>
@@ -20,8 +21,13 @@ static void close_senders(void *self, void (*done)(void *arg), void *arg)
 	ng_senders_close(self, done, arg);
 }
 
+static void close_plugins(void *self, void (*done)(void *arg), void *arg)
+{
+	ng_plugin_host_close(self, done, arg);
+}
+
 int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
-			  struct ng_daemon_parts *parts, char *err, size_t errlen)
+                          struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
 	parts->clock = ng_clock_real(loop);
 	parts->started_ms = (uint64_t)ng_clock_now_ms(parts->clock);
@@ -33,5 +39,15 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 		return rc;
 	}
 	ng_daemon_add(d, "senders", parts->senders, close_senders, NULL);
+
+	/* Channel plugins: a refused instance is logged with its reason and the others still start.
+	 */
+	rc = ng_plugin_host_open(&parts->plugins, loop, parts->clock, parts->senders);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the plugin host: %s", ng_strerror(rc));
+		return rc;
+	}
+	ng_daemon_add(d, "plugins", parts->plugins, close_plugins, NULL);
+	ng_plugin_host_load_conf(parts->plugins, conf, NULL, NULL);
 	return 0;
 }
