@@ -5,8 +5,9 @@
  *
  * The public contract is core/include/nudge/plugin.h; this header is nudge's side of it. One
  * ng_plugin_host holds every instance named under `channels` in nudge.conf.lua. Several instances
- * may share one plugin file (two SMTP relays); the file is dlopen'ed once and closed after its last
- * instance has shut down and no work of it is running on a sender thread.
+ * may share one plugin file (two SMTP relays); the file is dlopen'ed once, its handle released
+ * after its last instance has shut down and no work of it is running on a sender thread, and its
+ * code kept mapped until exit (see plugin_loader.c).
  */
 #ifndef NG_PLUGIN_HOST_H
 #define NG_PLUGIN_HOST_H

@@ -367,7 +367,7 @@ struct nudge_host {
 	 * Calls cb(arg) once on the loop thread after delay_ms (0: on the next loop turn, never
 	 * inside timer_start). The handle is valid until cb starts or timer_cancel returns; cancel
 	 * only a timer that has not fired. Timers follow nudge's clock, which is virtual under
-	 * simulation.
+	 * simulation. NULL once the instance has finished its shutdown.
 	 */
 	struct nudge_timer *(*timer_start)(struct nudge_instance *self, int64_t delay_ms,
 	                                   void (*cb)(void *arg), void *arg);
