@@ -159,6 +159,13 @@ static int parse_default(const struct nudge_config_key *k, struct ng_plugin_valu
 	return -EINVAL;
 }
 
+/*
+ * The descriptor size of minor 0 of this major: every plugin of the major has at least this much.
+ * While minors fill reserved slots the struct does not grow; a minor that appends fields keeps
+ * this at the .0 size, and the loader reads the new fields only when struct_size covers them.
+ */
+#define DESCRIPTOR_SIZE_X_0 sizeof(struct nudge_plugin)
+
 /* Checks what a descriptor says about itself (not the instance's config). */
 static int check_descriptor(const char *path, const struct nudge_plugin *d, struct refusal *r)
 {
@@ -167,11 +174,11 @@ static int check_descriptor(const char *path, const struct nudge_plugin *d, stru
 		    NUDGE_PLUGIN_ABI_MAJOR);
 		return -1;
 	}
-	if (d->struct_size < sizeof(struct nudge_plugin)) {
+	if (d->struct_size < DESCRIPTOR_SIZE_X_0) {
 		say(r,
 		    "%s: its descriptor is %u bytes, smaller than the %zu bytes of plugin ABI %d.0 "
 		    "(built against a damaged header?)",
-		    path, d->struct_size, sizeof(struct nudge_plugin), NUDGE_PLUGIN_ABI_MAJOR);
+		    path, d->struct_size, DESCRIPTOR_SIZE_X_0, NUDGE_PLUGIN_ABI_MAJOR);
 		return -1;
 	}
 	const char *missing = !d->name                          ? "a name"
