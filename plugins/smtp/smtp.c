@@ -274,6 +274,8 @@ static int smtp_init(const struct nudge_host *host, struct nudge_instance *self,
 		                 "starttls must be required, optional or off");
 	if (!strchr(set.from, '@'))
 		return init_fail(err, errlen, -EINVAL, "from must be an email address");
+	if (set.bounce && !strchr(set.bounce, '@'))
+		return init_fail(err, errlen, -EINVAL, "bounce_address must be an email address");
 	if (!set.username != !set.password)
 		return init_fail(err, errlen, -EINVAL,
 		                 "username and password go together: set both or neither");

@@ -761,6 +761,32 @@ static void test_unsendable_messages_fail_without_a_connection(void)
 	ng_smtp_standin_stop(s);
 }
 
+static void test_unreachable_relay_retries_and_degrades(void)
+{
+	/* A port nobody listens on: start a stand-in for its port, then stop it. */
+	struct ng_smtp_standin *s;
+	ASSERT_EQ_INT(ng_smtp_standin_start(&s, NULL), 0);
+	int port = ng_smtp_standin_port(s);
+	ng_smtp_standin_stop(s);
+	struct rig r;
+	char cfg[512];
+	plain_config(cfg, sizeof cfg, port, NULL);
+	rig_open(&r, cfg);
+	struct nudge_health h;
+	for (int i = 1; i <= 3; i++) {
+		struct nudge_message m = message(i, "gina@example.org");
+		struct outcome o;
+		send_and_wait(&r, &m, &o);
+		ASSERT_EQ_INT(o.status, NUDGE_SEND_RETRY);
+		ASSERT_EQ_INT(o.code, 0);
+		ASSERT_CONTAINS(o.reason, "the session ended before MAIL FROM");
+		ng_plugin_health(r.smtp, &h);
+		ASSERT_EQ_INT(h.status, i < 3 ? NUDGE_HEALTH_DEGRADED : NUDGE_HEALTH_DOWN);
+	}
+	ASSERT_CONTAINS(h.detail, "3 failed sessions in a row");
+	rig_close(&r);
+}
+
 NG_TESTS(NG_TEST(test_250_is_sent), NG_TEST(test_temporary_replies_retry),
          NG_TEST(test_permanent_replies_fail_and_suppress_bad_addresses),
          NG_TEST(test_silence_after_data_times_out_and_retries),
@@ -771,4 +797,5 @@ NG_TESTS(NG_TEST(test_250_is_sent), NG_TEST(test_temporary_replies_retry),
          NG_TEST(test_wrong_password_is_a_loud_retry_never_sent),
          NG_TEST(test_untrusted_certificate_is_a_retry_never_sent),
          NG_TEST(test_encoded_subject_and_bodies_decode_to_the_original),
-         NG_TEST(test_unsendable_messages_fail_without_a_connection), )
+         NG_TEST(test_unsendable_messages_fail_without_a_connection),
+         NG_TEST(test_unreachable_relay_retries_and_degrades), )
