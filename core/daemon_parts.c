@@ -27,7 +27,7 @@ static void close_plugins(void *self, void (*done)(void *arg), void *arg)
 }
 
 int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
-                          struct ng_daemon_parts *parts, char *err, size_t errlen)
+			  struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
 	parts->clock = ng_clock_real(loop);
 	parts->started_ms = (uint64_t)ng_clock_now_ms(parts->clock);
@@ -40,8 +40,7 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 	}
 	ng_daemon_add(d, "senders", parts->senders, close_senders, NULL);
 
-	/* Channel plugins: a refused instance is logged with its reason and the others still start.
-	 */
+	/* Channel plugins: a refused instance is logged with its reason; the others still start. */
 	rc = ng_plugin_host_open(&parts->plugins, loop, parts->clock, parts->senders);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the plugin host: %s", ng_strerror(rc));

@@ -23,6 +23,6 @@ struct ng_daemon_parts {
  * part-way closes what did start. On failure returns a negative code and a sentence in err.
  */
 int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
-                          struct ng_daemon_parts *parts, char *err, size_t errlen);
+			  struct ng_daemon_parts *parts, char *err, size_t errlen);
 
 #endif
