@@ -8,9 +8,13 @@
  * against the declared keys, and only then calls init(). A plugin never links against nudge:
  * everything it may ask of the daemon arrives as the table of function pointers in struct
  * nudge_host (log, configuration, HTTP, sender threads for blocking libraries, timers, metrics,
- * time). It never sees the event loop or the database. This header needs only the C standard
- * library, so a plugin outside the nudge tree builds with `cc -shared -fPIC -I/usr/local/include -o
- * NAME.so NAME.c` (see docs/plugins.md).
+ * time). It never sees the event loop or the database. An accepted plugin stays mapped until the
+ * process exits. This header needs only the C standard library, so a plugin outside the nudge
+ * tree builds with
+ *
+ *   cc -std=c11 -shared -fPIC -Wl,-z,defs -I/usr/local/include -o NAME.so NAME.c
+ *
+ * (see docs/plugins.md and contrib/plugin-example/).
  *
  * Threads. nudge calls every callback on its loop thread, and the plugin must never block there.
  * Blocking work goes to host->run_on_sender(). Host services marked "any thread" may be called from
@@ -284,8 +288,8 @@ enum {
 	NUDGE_LOG_ERROR = 3,
 };
 
-/* An outgoing HTTP request, run on nudge's shared HTTP client. Copied before http_request returns.
- */
+/* An outgoing HTTP request, run on nudge's shared HTTP client; copied before http_request
+ * returns. */
 struct nudge_http_request {
 	uint32_t struct_size;
 	uint32_t reserved0;
