@@ -86,8 +86,9 @@ static void complete(struct smtp_inst *inst, struct smtp_item *it)
 	    .code = it->code,
 	};
 	if (r.status == NUDGE_SEND_FAILED)
-		inst->host->log(inst->self, NUDGE_LOG_INFO, "message %lld to %s failed: %s",
-		                (long long)it->msg->id, it->msg->recipient, it->reason);
+		/* By id: addresses stay out of the log (the outbox row has them). */
+		inst->host->log(inst->self, NUDGE_LOG_INFO, "message %lld failed: %s",
+		                (long long)it->msg->id, it->reason);
 	it->done(it->done_arg, &r);
 	free(it->text);
 	free(it->envelope_from);
