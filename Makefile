@@ -39,6 +39,8 @@ PLUGIN_SO := $(PLUGINS:%=$(BUILD)/plugins/%.so)
 
 TEST_SUPPORT_SRC := tests/testlib.c $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT_SRC:%.c=$(BUILD)/%.o)
+TEST_PLUGIN_SRC := $(wildcard tests/plugins/*.c)
+TEST_PLUGIN_SO := $(TEST_PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.so)
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -47,7 +49,7 @@ TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BUILD)/nudge $(PLUGIN_SO) $(TEST_BIN)
+build: $(BUILD)/nudge $(PLUGIN_SO) $(TEST_BIN) $(TEST_PLUGIN_SO)
 
 deps:
 	@contrib/check-deps.sh || contrib/install-deps.sh
@@ -68,11 +70,17 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(TEST_SUPPORT_OBJ) $(LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 # A plugin is every .c file in its folder, linked into one shared object against nothing but the
-# public header (the host's services arrive as a table of function pointers).
+# public header (the host's services arrive as a table of function pointers). -z defs makes a call
+# into nudge's own symbols a link error instead of something that happens to resolve at dlopen.
 .SECONDEXPANSION:
-$(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c) core/include/nudge/plugin.h
+$(BUILD)/plugins/%.so: $$(wildcard plugins/%/*.c plugins/%/*.h) core/include/nudge/plugin.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -shared -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(PKG_LIBS)
+	$(CC) $(CFLAGS_ALL) -shared -Wl,-z,defs -o $@ $(filter %.c,$^) $(LDFLAGS_ALL) $(PKG_LIBS)
+
+# Deliberately broken (and one well-behaved) plugins for tests/unit/test_plugins.c.
+$(BUILD)/tests/plugins/%.so: tests/plugins/%.c core/include/nudge/plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -shared -Wl,-z,defs -o $@ $< $(LDFLAGS_ALL)
 
 check: deps
 	@$(MAKE) --no-print-directory build
@@ -104,7 +112,8 @@ install: all
 
 format:
 	clang-format -i core/*.c core/*.h $(wildcard core/include/nudge/*.h) tests/*.c tests/*.h \
-		$(wildcard tests/unit/*.c tests/support/*.c tests/support/*.h plugins/*/*.c)
+		$(wildcard tests/unit/*.c tests/support/*.c tests/support/*.h plugins/*/*.c \
+		plugins/*/*.h tests/plugins/*.c contrib/plugin-example/*.c)
 
 clean:
 	rm -rf build build-asan

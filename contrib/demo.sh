@@ -26,6 +26,8 @@ say "starting a private PostgreSQL in $work/pg"
 conninfo=$(tests/pg.sh start "$work/pg")
 echo "$conninfo"
 export NUDGE_DATABASE="$conninfo"
+# Until the smtp plugin is configured, email goes to this file (the file plugin).
+export NUDGE_OUTBOX="$work/outbox.txt"
 
 say "nudge migrate"
 build/nudge migrate --config contrib/nudge.conf.lua

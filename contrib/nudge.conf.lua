@@ -31,5 +31,15 @@ return {
   },
 
   senders = { threads = 4 },
+
+  -- Channel plugins, one entry per instance (docs/plugins.md lists each plugin's keys). The demo
+  -- writes email to a file; for real mail use the smtp plugin, e.g.
+  --   { name = "email", plugin = "smtp", config = { host = "smtp.example.com", port = 587,
+  --     from = "shop@example.com", from_name = "Demo Store",
+  --     username = "shop", password = env("SMTP_PASSWORD") } },
+  channels = {
+    { name = "outbox", plugin = "file", channel = "email",
+      config = { path = env("NUDGE_OUTBOX", "/tmp/nudge-outbox.txt") } },
+  },
   shutdown_timeout_ms = 10000,
 }

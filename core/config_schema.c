@@ -78,6 +78,18 @@ static const struct ng_conf_field senders_fields[] = {
 	END,
 };
 
+static const struct ng_conf_field channel_fields[] = {
+	{"name", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL,
+	 "the instance's name, in logs and metrics and as /v1/webhooks/<name>"},
+	{"plugin", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL,
+	 "the plugin file in paths.plugins, without .so: smtp, file…"},
+	{"channel", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "the channel it serves: email, sms, messenger (default: the plugin's first)"},
+	{"config", NG_CONF_ANY, 0, NULL, NULL, 0, 0, NULL,
+	 "the plugin's own keys, checked against what it declares (docs/plugins.md)"},
+	END,
+};
+
 const struct ng_conf_field ng_conf_schema[] = {
 	{"database", NG_CONF_TABLE, 1, NULL, NULL, 0, 0, database_fields, "PostgreSQL"},
 	{"http", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, http_fields, "the HTTP listener"},
@@ -85,6 +97,8 @@ const struct ng_conf_field ng_conf_schema[] = {
 	{"store", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, store_fields, "the store nudge works for"},
 	{"paths", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, paths_fields, "where files are"},
 	{"senders", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, senders_fields, "the sender thread pool"},
+	{"channels", NG_CONF_LIST, 0, NULL, NULL, 0, 0, channel_fields,
+	 "channel plugin instances; several may share a plugin (two SMTP relays)"},
 	{"shutdown_timeout_ms", NG_CONF_INT, 0, "10000", NULL, 100, 600000, NULL,
 	 "on SIGTERM, in-flight work gets this long to finish"},
 	END,

@@ -12,6 +12,7 @@
 #include "ng.h"
 #include "migrate.h"
 #include "paths.h"
+#include "plugin_host.h"
 #include "senders.h"
 #include "wf.h"
 
@@ -281,6 +282,11 @@ static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_con
 	return 0;
 }
 
+static void close_plugins(void *self, void (*done)(void *arg), void *arg)
+{
+	ng_plugin_host_close(self, done, arg);
+}
+
 int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
 			  struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
@@ -295,6 +301,15 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 		return rc;
 	}
 	ng_daemon_add(d, "senders", parts->senders, close_senders, NULL);
+
+	/* Channel plugins: a refused instance is logged with its reason; the others still start. */
+	rc = ng_plugin_host_open(&parts->plugins, loop, parts->clock, parts->senders);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the plugin host: %s", ng_strerror(rc));
+		return rc;
+	}
+	ng_daemon_add(d, "plugins", parts->plugins, close_plugins, NULL);
+	ng_plugin_host_load_conf(parts->plugins, conf, NULL, NULL);
 
 	/* The pool connects in the background: the daemon starts (and /healthz says "degraded") while
 	 * PostgreSQL is down, and catches up when it comes back. */
