@@ -553,6 +553,9 @@ void ng_httpd_respond(struct ng_httpd_req *r, int status, const char *content_ty
 		httpd_req_free(r);
 		return;
 	}
+	/* Answered: the request is the connection's again, freed when the response is written or
+	 * the connection closes. */
+	c->handling = 0;
 	conn_send(c, status, r->resp_headers, r->resp_headers_len, content_type, body, len, 0);
 }
 
