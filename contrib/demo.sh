@@ -53,6 +53,14 @@ say "GET /healthz"
 curl -sS "http://$NUDGE_LISTEN/healthz"
 echo
 
+say "nudge workflows list (deployed by the daemon at start)"
+build/nudge workflows list --config contrib/nudge.conf.lua 2>/dev/null || true
+
+say "nudge simulate abandoned_cart: a shopper leaves a checkout (virtual clock, nothing is sent)"
+echo "customer: $(tr -d '\n' <contrib/demo/customer.json)"
+build/nudge simulate abandoned_cart --customer contrib/demo/customer.json \
+	--events contrib/demo/events.json --for 2d --conninfo "$NUDGE_DATABASE" 2>/dev/null
+
 say "the daemon's log so far"
 cat "$work/nudge.log"
 
