@@ -102,12 +102,15 @@ bench: deps
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/nudge/plugins \
 		$(DESTDIR)$(PREFIX)/share/nudge/sql $(DESTDIR)$(PREFIX)/share/nudge/workflows \
-		$(DESTDIR)$(PREFIX)/share/nudge/templates $(DESTDIR)$(PREFIX)/include/nudge
+		$(DESTDIR)$(PREFIX)/share/nudge/templates $(DESTDIR)$(PREFIX)/include/nudge \
+		$(DESTDIR)$(PREFIX)/share/nudge/mappers
 	install -m 755 $(BUILD)/nudge $(DESTDIR)$(PREFIX)/bin/nudge
 	$(if $(PLUGIN_SO),install -m 755 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/nudge/plugins/)
 	install -m 644 sql/*.sql $(DESTDIR)$(PREFIX)/share/nudge/sql/
 	$(if $(wildcard workflows/*.lua),install -m 644 workflows/*.lua $(DESTDIR)$(PREFIX)/share/nudge/workflows/)
 	$(if $(wildcard templates/*),cp -R templates/. $(DESTDIR)$(PREFIX)/share/nudge/templates/)
+	install -m 644 contrib/mappers/*.lua $(DESTDIR)$(PREFIX)/share/nudge/mappers/
+	install -m 644 contrib/nudge.conf.lua $(DESTDIR)$(PREFIX)/share/nudge/nudge.conf.lua.example
 	$(if $(wildcard core/include/nudge/*.h),install -m 644 core/include/nudge/*.h $(DESTDIR)$(PREFIX)/include/nudge/)
 
 format:
