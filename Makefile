@@ -44,7 +44,7 @@ TEST_PLUGIN_SO := $(TEST_PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/tests/plugins/%.s
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all build check check-fast check-run demo demo-run bench install clean deps format
+.PHONY: all build check check-fast check-run demo demo-run bench fuzz chaos install clean deps format
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -99,6 +99,10 @@ bench: deps
 	@$(MAKE) --no-print-directory build
 	@tests/bench/run.sh
 
+# libFuzzer targets tests/fuzz/fuzz_*.c, FUZZ_SECONDS each (default 600).
+fuzz: deps
+	@tests/fuzz/run.sh
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/nudge/plugins \
 		$(DESTDIR)$(PREFIX)/share/nudge/sql $(DESTDIR)$(PREFIX)/share/nudge/workflows \
@@ -119,6 +123,6 @@ format:
 		plugins/*/*.h tests/plugins/*.c contrib/plugin-example/*.c)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
