@@ -150,8 +150,8 @@ static const char *nudge_bin(void)
 	return p;
 }
 
-/* Runs `nudge customer ARGS… --conninfo …`; returns its stdout (malloc'd) and exit status. */
-static char *run_cli(const char *op, const char *who, int yes, int *status)
+/* Runs `nudge CMD OP WHO [--yes] --conninfo …`; returns its stdout (malloc'd) and exit status. */
+static char *run_nudge(const char *cmd, const char *op, const char *who, int yes, int *status)
 {
 	int fds[2];
 	ASSERT_EQ_INT(pipe(fds), 0);
@@ -161,8 +161,18 @@ static char *run_cli(const char *op, const char *who, int yes, int *status)
 		dup2(fds[1], 1);
 		close(fds[0]);
 		close(fds[1]);
-		const char *argv[] = {"nudge",      "customer",           op,  who, "--conninfo",
-		                      ng_test_pg(), yes ? "--yes" : NULL, NULL};
+		const char *argv[8];
+		int n = 0;
+		argv[n++] = "nudge";
+		argv[n++] = cmd;
+		if (op)
+			argv[n++] = op;
+		argv[n++] = who;
+		argv[n++] = "--conninfo";
+		argv[n++] = ng_test_pg();
+		if (yes)
+			argv[n++] = "--yes";
+		argv[n] = NULL;
 		execv(nudge_bin(), (char *const *)argv);
 		_exit(127);
 	}
@@ -183,6 +193,11 @@ static char *run_cli(const char *op, const char *who, int yes, int *status)
 	ASSERT_EQ_INT(waitpid(pid, &st, 0), pid);
 	*status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	return out;
+}
+
+static char *run_cli(const char *op, const char *who, int yes, int *status)
+{
+	return run_nudge("customer", op, who, yes, status);
 }
 
 /*
@@ -468,7 +483,48 @@ static void test_admin_api_export_and_forget(void)
 	PQfinish(c);
 }
 
-NG_TESTS(NG_TEST(test_export_has_consent_history_and_messages),
+/* trace and why tell the story from what is recorded, in time order. */
+static void test_trace_and_why_tell_the_story(void)
+{
+	PGconn *c = connect_pg();
+	struct person p;
+	plant(c, &p, "trace");
+	char id[24];
+	snprintf(id, sizeof id, "%lld", p.id);
+	int st;
+	char *out = run_nudge("trace", NULL, id, 0, &st);
+	ASSERT_EQ_INT(st, 0);
+	ASSERT_CONTAINS(out, "checkout.started from test");
+	ASSERT_CONTAINS(out, "privacy_test instance");
+	ASSERT_CONTAINS(out, "email marketing granted (source form)");
+	ASSERT_CONTAINS(out, "queued: email welcome (marketing, from privacy_test)");
+	ASSERT_CONTAINS(out, "attempt 1: failed");
+	ASSERT_CONTAINS(out, "address suppressed: hard_bounce");
+	/* Time order: the consent (recorded first) precedes the failed delivery. */
+	ASSERT(strstr(out, "granted (source form)") < strstr(out, "attempt 1: failed"));
+	free(out);
+
+	const char *ip[1] = {id};
+	char mid[24];
+	snprintf(
+	    mid, sizeof mid, "%s",
+	    q(c, "SELECT id FROM messages WHERE customer_id = $1 AND status = 'failed'", 1, ip));
+	out = run_nudge("why", NULL, mid, 0, &st);
+	ASSERT_EQ_INT(st, 0);
+	ASSERT_CONTAINS(out, "receipt to customer");
+	ASSERT_CONTAINS(out, "attempt 1: failed");
+	ASSERT_CONTAINS(out, "no such user");
+	ASSERT(strstr(out, "welcome") == NULL); /* the other message is not this one's story */
+	free(out);
+
+	out = run_nudge("why", NULL, "999999999", 0, &st);
+	ASSERT_EQ_INT(st, 1);
+	free(out);
+	PQfinish(c);
+}
+
+NG_TESTS(NG_TEST(test_trace_and_why_tell_the_story),
+         NG_TEST(test_export_has_consent_history_and_messages),
          NG_TEST(test_forget_leaves_no_personal_data),
          NG_TEST(test_retention_purges_only_old_finished_rows),
          NG_TEST(test_admin_api_export_and_forget), )
