@@ -7,12 +7,14 @@
 --                            re-import of the same address cannot bring marketing back
 --   ng_retention_purge(...)  delete events and finished messages older than the retention periods
 --
--- The address hash is sha256 over the normalised address's UTF-8 bytes (email lower-cased and
--- trimmed, phone in E.164, Messenger PSID as given): the same rule every writer of suppressions uses.
+-- The address hash is sha256 over the normalised address's UTF-8 bytes (trimmed and lower-cased;
+-- phones are already E.164): the same rule every writer of suppressions uses.
 
-CREATE FUNCTION ng_address_hash(p_address text) RETURNS bytea
-LANGUAGE sql IMMUTABLE STRICT AS $$
-    SELECT sha256(convert_to(p_address, 'UTF8'))
+-- (The delivery migration defines the same function; OR REPLACE keeps one definition whichever
+-- of the two a database saw first.)
+CREATE OR REPLACE FUNCTION ng_address_hash(p_address text) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT sha256(convert_to(lower(btrim(p_address)), 'UTF8'))
 $$;
 
 CREATE FUNCTION ng_customer_export(p_customer bigint) RETURNS jsonb
