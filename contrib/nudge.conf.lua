@@ -32,6 +32,9 @@ return {
 
   senders = { threads = 4 },
 
+  -- The shared HTTP client the Twilio and Messenger plugins send with.
+  http_client = { timeout_ms = 30000, connect_timeout_ms = 10000, max_response_bytes = 1048576 },
+
   -- Channel plugins, one entry per instance (docs/plugins.md lists each plugin's keys). The demo
   -- writes email to a file; for real mail use the smtp plugin, e.g.
   --   { name = "email", plugin = "smtp", config = { host = "smtp.example.com", port = 587,

@@ -43,6 +43,18 @@ static const struct ng_conf_field http_fields[] = {
 	END,
 };
 
+static const struct ng_conf_field http_client_fields[] = {
+	{"timeout_ms", NG_CONF_INT, 0, "30000", NULL, 100, 600000, NULL,
+	 "an outgoing request (Twilio, Messenger…) that takes longer fails, unless the plugin sets its own"},
+	{"connect_timeout_ms", NG_CONF_INT, 0, "10000", NULL, 100, 600000, NULL,
+	 "connecting to a provider (TCP and TLS) takes at most this long"},
+	{"max_response_bytes", NG_CONF_INT, 0, "1048576", NULL, 1024, 1073741824, NULL,
+	 "a larger response body fails the request"},
+	{"max_connections", NG_CONF_INT, 0, "64", NULL, 1, 100000, NULL,
+	 "outgoing connections open at once, kept alive for reuse"},
+	END,
+};
+
 static const struct ng_conf_field log_fields[] = {
 	{"level", NG_CONF_STRING, 0, "info", "debug|info|warn|error", 0, 0, NULL,
 	 "least severe level written"},
@@ -93,6 +105,8 @@ static const struct ng_conf_field channel_fields[] = {
 const struct ng_conf_field ng_conf_schema[] = {
 	{"database", NG_CONF_TABLE, 1, NULL, NULL, 0, 0, database_fields, "PostgreSQL"},
 	{"http", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, http_fields, "the HTTP listener"},
+	{"http_client", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, http_client_fields,
+	 "the shared HTTP client channel plugins send with"},
 	{"log", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, log_fields, "logging to stderr"},
 	{"store", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, store_fields, "the store nudge works for"},
 	{"paths", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, paths_fields, "where files are"},

@@ -3,6 +3,7 @@
  */
 #include "daemon_parts.h"
 #include "admin_routes.h"
+#include "httpc.h"
 #include "httpd.h"
 #include "metrics.h"
 #include "clock.h"
@@ -276,9 +277,33 @@ static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_con
 	}
 	parts->admin = ng_xcalloc(1, sizeof *parts->admin);
 	*parts->admin = (struct ng_admin){d, parts->clock, parts->db, parts->senders,
-					  parts->metrics, (int64_t)parts->started_ms};
+					  parts->metrics, (int64_t)parts->started_ms, parts->httpc};
 	ng_admin_routes(parts->admin, parts->httpd);
 	ng_info("http", "listening on %s", listen);
+	return 0;
+}
+
+static void close_httpc(void *self, void (*done)(void *arg), void *arg)
+{
+	ng_httpc_close(self, done, arg);
+}
+
+/* The shared HTTP client: before the plugins, which send with it, and closed after them. */
+static int start_httpc(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
+		       struct ng_daemon_parts *parts, char *err, size_t errlen)
+{
+	struct ng_httpc_options o = {
+		.timeout_ms = ng_conf_int(conf, "http_client.timeout_ms"),
+		.connect_timeout_ms = ng_conf_int(conf, "http_client.connect_timeout_ms"),
+		.max_response_bytes = (size_t)ng_conf_int(conf, "http_client.max_response_bytes"),
+		.max_connections = (int)ng_conf_int(conf, "http_client.max_connections"),
+	};
+	int rc = ng_httpc_open(&parts->httpc, loop, &o);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the HTTP client: %s", ng_strerror(rc));
+		return rc;
+	}
+	ng_daemon_add(d, "http_client", parts->httpc, close_httpc, NULL);
 	return 0;
 }
 
@@ -302,6 +327,10 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 	}
 	ng_daemon_add(d, "senders", parts->senders, close_senders, NULL);
 
+	rc = start_httpc(d, loop, conf, parts, err, errlen);
+	if (rc)
+		return rc;
+
 	/* Channel plugins: a refused instance is logged with its reason; the others still start. */
 	rc = ng_plugin_host_open(&parts->plugins, loop, parts->clock, parts->senders);
 	if (rc) {
@@ -309,6 +338,7 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 		return rc;
 	}
 	ng_daemon_add(d, "plugins", parts->plugins, close_plugins, NULL);
+	ng_plugin_host_set_httpc(parts->plugins, parts->httpc);
 	ng_plugin_host_load_conf(parts->plugins, conf, NULL, NULL);
 
 	/* The pool connects in the background: the daemon starts (and /healthz says "degraded") while

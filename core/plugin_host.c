@@ -9,11 +9,13 @@
  * retries; a plugin file is unloaded only after its last sender-thread job has returned.
  */
 #include "clock.h"
+#include "httpc.h"
 #include "ng.h"
 #include "plugin_host.h"
 #include "senders.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,20 +190,121 @@ static int svc_config_isset(struct nudge_instance *self, const char *key)
 }
 
 /*
- * The shared HTTP client (core/httpc, curl multi on the loop) is being built alongside; until it
- * lands this service answers -ENOSYS, which the ABI documents as "this nudge has no HTTP client".
- * The adapter from nudge_http_request/response to httpc goes here.
+ * http_request runs on the daemon's shared HTTP client (core/httpc.c). The request is copied by
+ * httpc before this returns; the response is translated field by field, so the plugin sees the
+ * ABI's structs only. A request still in flight when its plugin reports its shutdown is cancelled
+ * and its completion dropped: the plugin's state is gone by then.
  */
+struct http_op {
+	struct ng_plugin *p;
+	nudge_http_done_fn *done;
+	void *arg;
+	struct ng_httpc_xfer *xfer;
+	struct http_op *prev, *next;
+};
+
+static void http_unlink(struct http_op *op)
+{
+	struct ng_plugin *p = op->p;
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		p->https = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+}
+
+static void on_http_done(void *arg, const struct ng_httpc_response *r)
+{
+	struct http_op *op = arg;
+	struct ng_plugin *p = op->p;
+	http_unlink(op);
+	if (!p->stopped) {
+		struct nudge_header stack[32], *hdrs = stack;
+		if (r->nheaders > NG_ARRAY_LEN(stack))
+			hdrs = ng_xmalloc(r->nheaders * sizeof *hdrs);
+		for (size_t i = 0; i < r->nheaders; i++)
+			hdrs[i] = (struct nudge_header){r->headers[i].name, r->headers[i].value};
+		struct nudge_http_response res = {
+		    .struct_size = sizeof res,
+		    .status = r->status,
+		    .error = r->error,
+		    .request_sent = r->request_sent,
+		    .error_text = r->error ? r->error_text : NULL,
+		    .headers = hdrs,
+		    .nheaders = r->nheaders,
+		    .body = r->body,
+		    .body_len = r->body_len,
+		};
+		counter_add(p, r->error ? "http_errors" : "http_responses", 1);
+		op->done(op->arg, &res);
+		if (hdrs != stack)
+			free(hdrs);
+	}
+	free(op);
+}
+
 static int svc_http_request(struct nudge_instance *self, const struct nudge_http_request *req,
                             nudge_http_done_fn *done, void *arg)
 {
-	NG_UNUSED(req);
-	NG_UNUSED(done);
-	NG_UNUSED(arg);
 	struct ng_plugin *p = from_self(self);
-	if (p)
-		ng_debug(p->logmod, "http_request: this nudge has no HTTP client yet");
-	return -ENOSYS;
+	if (!p)
+		return -EINVAL;
+	if (!p->host->httpc)
+		return -ENOSYS;
+	if (!req || !done ||
+	    req->struct_size < offsetof(struct nudge_http_request, ca_file) + sizeof req->ca_file)
+		return -EINVAL;
+	if (p->stopped || p->host->close_started == 2)
+		return -ESHUTDOWN;
+	/* struct nudge_header and struct ng_httpc_header have the same two members. */
+	struct ng_httpc_header stack[32], *hdrs = stack;
+	if (req->nheaders > NG_ARRAY_LEN(stack))
+		hdrs = ng_xmalloc(req->nheaders * sizeof *hdrs);
+	for (size_t i = 0; req->headers && i < req->nheaders; i++)
+		hdrs[i] = (struct ng_httpc_header){req->headers[i].name, req->headers[i].value};
+	struct http_op *op = ng_xcalloc(1, sizeof *op);
+	op->p = p;
+	op->done = done;
+	op->arg = arg;
+	struct ng_httpc_request q = {
+	    .method = req->method,
+	    .url = req->url,
+	    .headers = req->headers ? hdrs : NULL,
+	    .nheaders = req->headers ? req->nheaders : 0,
+	    .body = req->body,
+	    .body_len = req->body_len,
+	    .username = req->username,
+	    .password = req->password,
+	    .ca_file = req->ca_file,
+	    .timeout_ms = req->timeout_ms,
+	    .handle = &op->xfer,
+	};
+	int rc = ng_httpc_request(p->host->httpc, &q, on_http_done, op);
+	if (hdrs != stack)
+		free(hdrs);
+	if (rc) {
+		free(op);
+		if (rc == NG_ECLOSING)
+			return -ESHUTDOWN;
+		return rc < 0 && rc > -4096 ? rc : -EIO;
+	}
+	op->next = p->https;
+	if (p->https)
+		p->https->prev = op;
+	p->https = op;
+	return 0;
+}
+
+/* After a plugin's shutdown: what it left in flight is cancelled (its completion dropped). */
+static size_t http_cancel_all(struct ng_plugin *p)
+{
+	size_t n = 0;
+	while (p->https) {
+		ng_httpc_cancel(p->host->httpc, p->https->xfer); /* unlinks it */
+		n++;
+	}
+	return n;
 }
 
 static int svc_sender_threads(struct nudge_instance *self)
@@ -536,6 +639,11 @@ void ng_plugin_health(struct ng_plugin *p, struct nudge_health *out)
 
 /* ---- the host ------------------------------------------------------------------------------ */
 
+void ng_plugin_host_set_httpc(struct ng_plugin_host *h, struct ng_httpc *httpc)
+{
+	h->httpc = httpc;
+}
+
 int ng_plugin_host_open(struct ng_plugin_host **out, uv_loop_t *loop, struct ng_clock *clock,
                         struct ng_senders *senders)
 {
@@ -678,6 +786,10 @@ static void on_shutdown_done(void *arg)
 	if (timers)
 		ng_warn(p->logmod, "shut down with %zu timers pending; they were cancelled",
 		        timers);
+	size_t https = http_cancel_all(p);
+	if (https)
+		ng_warn(p->logmod,
+		        "shut down with %zu HTTP requests in flight; they were cancelled", https);
 	ng_debug(p->logmod, "stopped");
 	maybe_finish(p->host);
 }

@@ -21,6 +21,7 @@
 
 struct ng_clock;
 struct ng_conf;
+struct ng_httpc;
 struct ng_conf_node;
 struct ng_senders;
 struct ng_plugin_host;
@@ -42,6 +43,12 @@ struct ng_plugin_spec {
  */
 int ng_plugin_host_open(struct ng_plugin_host **out, uv_loop_t *loop, struct ng_clock *clock,
                         struct ng_senders *senders);
+
+/*
+ * Gives the plugins an HTTP client for host->http_request (core/httpc.h); without one that service
+ * answers -ENOSYS. The client must stay open until the host has closed.
+ */
+void ng_plugin_host_set_httpc(struct ng_plugin_host *h, struct ng_httpc *httpc);
 
 /*
  * Loads every spec from dir (dir/PLUGIN.so) and starts it. A spec that cannot be loaded — file
@@ -141,6 +148,7 @@ struct ng_plugin_metric {
 
 struct ng_plugin_op;
 struct nudge_timer;
+struct http_op;
 
 /* What a plugin holds as its `struct nudge_instance *`: the first member of struct ng_plugin. */
 struct nudge_instance {
@@ -162,6 +170,7 @@ struct ng_plugin {
 	size_t jobs;                /* run_on_sender work not yet completed */
 	struct ng_plugin_op *ops;   /* sends and webhook calls in flight */
 	struct nudge_timer *timers; /* pending timers */
+	struct http_op *https;      /* http_request calls in flight */
 	pthread_mutex_t metrics_mu; /* metric_add may come from sender threads */
 	struct ng_plugin_metric *metrics;
 	size_t nmetrics, metrics_cap;
@@ -172,6 +181,7 @@ struct ng_plugin_host {
 	uv_loop_t *loop;
 	struct ng_clock *clock;
 	struct ng_senders *senders;
+	struct ng_httpc *httpc;    /* NULL: http_request answers -ENOSYS */
 	struct ng_plugin *plugins; /* configuration order */
 	size_t nplugins;
 	struct ng_plugin_lib *libs;

@@ -290,7 +290,7 @@ static void test_refusals_each_with_a_sentence_while_good_ones_load(void)
 	ASSERT_EQ_INT(h1.status, NUDGE_HEALTH_OK);
 	ASSERT_EQ_STR(h1.detail, "greeting hello");
 	ASSERT_EQ_STR(h2.detail, "greeting hi");
-	/* The HTTP service is a stub until core/httpc lands. */
+	/* This rig gives the host no HTTP client, so the service says so (test_httpc runs one). */
 	ASSERT_EQ_INT(ng_plugin_metric(g1, "http_enosys"), 1);
 
 	sentences_free(&s);
