@@ -90,6 +90,22 @@ static const struct ng_conf_field senders_fields[] = {
 	END,
 };
 
+static const struct ng_conf_field admin_fields[] = {
+	{"api_key", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "bearer key for the admin API (/v1/customers/<id>/export|forget); unset: no admin API"},
+	END,
+};
+
+static const struct ng_conf_field retention_fields[] = {
+	{"events_days", NG_CONF_INT, 0, "0", NULL, 0, 36500, NULL,
+	 "events received longer ago are deleted (0: kept forever)"},
+	{"messages_days", NG_CONF_INT, 0, "0", NULL, 0, 36500, NULL,
+	 "sent, failed and skipped messages older than this are deleted (0: kept forever)"},
+	{"interval_s", NG_CONF_INT, 0, "3600", NULL, 60, 604800, NULL,
+	 "how often the purge runs"},
+	END,
+};
+
 static const struct ng_conf_field channel_fields[] = {
 	{"name", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL,
 	 "the instance's name, in logs and metrics and as /v1/webhooks/<name>"},
@@ -113,6 +129,9 @@ const struct ng_conf_field ng_conf_schema[] = {
 	{"senders", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, senders_fields, "the sender thread pool"},
 	{"channels", NG_CONF_LIST, 0, NULL, NULL, 0, 0, channel_fields,
 	 "channel plugin instances; several may share a plugin (two SMTP relays)"},
+	{"admin", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, admin_fields, "the admin HTTP API"},
+	{"retention", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, retention_fields,
+	 "how long events and messages are kept"},
 	{"shutdown_timeout_ms", NG_CONF_INT, 0, "10000", NULL, 100, 600000, NULL,
 	 "on SIGTERM, in-flight work gets this long to finish"},
 	END,

@@ -14,6 +14,8 @@
 #include "migrate.h"
 #include "paths.h"
 #include "plugin_host.h"
+#include "privacy_api.h"
+#include "retention.h"
 #include "senders.h"
 #include "wf.h"
 
@@ -279,6 +281,9 @@ static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_con
 	*parts->admin = (struct ng_admin){d, parts->clock, parts->db, parts->senders,
 					  parts->metrics, (int64_t)parts->started_ms, parts->httpc};
 	ng_admin_routes(parts->admin, parts->httpd);
+	parts->privacy = ng_xcalloc(1, sizeof *parts->privacy);
+	*parts->privacy = (struct ng_privacy_api){parts->db, ng_conf_str(conf, "admin.api_key")};
+	ng_privacy_routes(parts->privacy, parts->httpd);
 	ng_info("http", "listening on %s", listen);
 	return 0;
 }
@@ -305,6 +310,25 @@ static int start_httpc(struct ng_daemon *d, uv_loop_t *loop, const struct ng_con
 	}
 	ng_daemon_add(d, "http_client", parts->httpc, close_httpc, NULL);
 	return 0;
+}
+
+static void close_retention(void *self, void (*done)(void *arg), void *arg)
+{
+	ng_retention_close(self, done, arg);
+}
+
+/* The retention purge, when a period is configured. */
+static void start_retention(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
+			    struct ng_daemon_parts *parts)
+{
+	struct ng_retention_options o = {
+		.events_days = (int)ng_conf_int(conf, "retention.events_days"),
+		.messages_days = (int)ng_conf_int(conf, "retention.messages_days"),
+		.interval_s = (int)ng_conf_int(conf, "retention.interval_s"),
+	};
+	struct ng_retention *r = ng_retention_start(loop, parts->db, &o);
+	if (r)
+		ng_daemon_add(d, "retention", r, close_retention, NULL);
 }
 
 static void close_plugins(void *self, void (*done)(void *arg), void *arg)
@@ -349,6 +373,7 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 	rc = start_wf(d, loop, conf, parts, err, errlen);
 	if (rc)
 		return rc;
+	start_retention(d, loop, conf, parts);
 	/* Last: requests arrive only once everything they need is running, and the listener is
 	 * the first thing a drain closes. */
 	return start_httpd(d, loop, conf, parts, err, errlen);
@@ -357,6 +382,8 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 void ng_daemon_parts_free(struct ng_daemon_parts *parts)
 {
 	free(parts->admin);
+	free(parts->privacy);
+	parts->privacy = NULL;
 	ng_metrics_free(parts->metrics);
 	parts->admin = NULL;
 	parts->metrics = NULL;

@@ -21,6 +21,7 @@ struct ng_daemon_parts {
 	struct ng_senders *senders;
 	struct ng_plugin_host *plugins;
 	struct ng_httpc *httpc;
+	struct ng_privacy_api *privacy;
 	uint64_t started_ms;
 	int schema_needed; /* the highest migration this nudge ships */
 	int schema_behind; /* the database lacks some of them */

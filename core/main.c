@@ -26,6 +26,13 @@ static const struct ng_command commands[] = {
 	{"simulate", "WORKFLOW [--customer FILE] [--events FILE] [--for 30d] [--conninfo C]",
 	 "print a workflow's timeline for one customer on the virtual clock; sends nothing",
 	 ng_cmd_simulate},
+	{"customer", "export|forget ID|EMAIL|PHONE [--yes] [--config FILE | --conninfo C]",
+	 "print everything held about a customer as JSON, or erase them (forget needs --yes)",
+	 ng_cmd_customer},
+	{"why", "MESSAGE [--config FILE | --conninfo C]",
+	 "how one message came to be and every decision about it, in time order", ng_cmd_why},
+	{"trace", "CUSTOMER [--config FILE | --conninfo C]",
+	 "everything that happened to one customer: events, workflows, messages, consent", ng_cmd_trace},
 	{"version", "", "print the version", cmd_version},
 	{"help", "[COMMAND]", "show this help, or one command's", cmd_help},
 };
