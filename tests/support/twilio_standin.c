@@ -711,6 +711,13 @@ const struct tw_standin_msg *tw_standin_at(const struct tw_standin *s, size_t i)
 	return i < s->nmsgs ? &s->msgs[i] : NULL;
 }
 
+uint64_t tw_standin_connections(const struct tw_standin *s)
+{
+	struct ng_httpd_stats st;
+	ng_httpd_stats(s->srv, &st);
+	return st.connections_total;
+}
+
 const char *tw_standin_last_refusal(const struct tw_standin *s)
 {
 	return s->refusal;

@@ -56,6 +56,8 @@ void tw_standin_script(struct tw_standin *s, const char *to, int http_status, in
 size_t tw_standin_requests(const struct tw_standin *s);
 size_t tw_standin_count(const struct tw_standin *s);
 const struct tw_standin_msg *tw_standin_at(const struct tw_standin *s, size_t i);
+/* TCP connections the API side has accepted so far (keep-alive shows as few). */
+uint64_t tw_standin_connections(const struct tw_standin *s);
 /* Why the last POST was refused by validation ("" if it was not). */
 const char *tw_standin_last_refusal(const struct tw_standin *s);
 

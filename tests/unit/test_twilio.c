@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <valgrind/valgrind.h>
 
 #define ACCOUNT "AC0123456789abcdef0123456789abcdef"
 #define TOKEN   "test-auth-token-12345"
@@ -372,7 +373,9 @@ static void test_sent_with_sid_segments_and_encoding(void)
 
 static void test_each_outcome_becomes_its_result(void)
 {
-	rig_start(NULL, "rate_per_second = 0, timeout_ms = 1000,");
+	/* The hang ends at timeout_ms; under valgrind everything else needs longer than 1 s. */
+	rig_start(NULL, RUNNING_ON_VALGRIND ? "rate_per_second = 0, timeout_ms = 8000,"
+	                                    : "rate_per_second = 0, timeout_ms = 1000,");
 	tw_standin_script(api, "+15550000001", 400, 21610, 0, 0, 0);
 	tw_standin_script(api, "+15550000002", 400, 21211, 0, 0, 0);
 	tw_standin_script(api, "+15550000003", 400, 21608, 0, 0, 0);
@@ -390,7 +393,7 @@ static void test_each_outcome_becomes_its_result(void)
 		m[i] = sms_message(10 + i, to[i], "Sale today");
 		send_sms(&m[i], &o[i]);
 	}
-	run_until(&results, 8, 10000);
+	run_until(&results, 8, 20000);
 	/* 21610: the recipient replied STOP: failed, suppressed, consent withdrawn. */
 	ASSERT_EQ_INT(o[0].status, NUDGE_SEND_FAILED);
 	ASSERT_EQ_INT(o[0].suppress, 1);
@@ -784,12 +787,14 @@ static void test_rate_per_sender(void)
 	for (int i = 0; i < 6; i++)
 		ASSERT_EQ_INT(o[i].status, NUDGE_SEND_SENT);
 	ASSERT_CMP_INT(o[4].at_ms - t0, >=, 380);
-	ASSERT_CMP_INT(o[5].at_ms - t0, <, 150);
-	const struct tw_standin_msg *last = NULL;
+	if (!RUNNING_ON_VALGRIND) /* too slow there for a bound on time */
+		ASSERT_CMP_INT(o[5].at_ms - t0, <, 150);
+	/* The other sender's message reached the API with the first, before the held ones. */
+	size_t other = SIZE_MAX;
 	for (size_t i = 0; i < tw_standin_count(api); i++)
 		if (strcmp(tw_standin_at(api, i)->from, "+15005550009") == 0)
-			last = tw_standin_at(api, i);
-	ASSERT(last != NULL);
+			other = i;
+	ASSERT_CMP_INT(other, <, 2);
 	rig_stop();
 }
 
