@@ -8,8 +8,9 @@
  * against the declared keys, and only then calls init(). A plugin never links against nudge:
  * everything it may ask of the daemon arrives as the table of function pointers in struct
  * nudge_host (log, configuration, HTTP, sender threads for blocking libraries, timers, metrics,
- * time). It never sees the event loop or the database. An accepted plugin stays mapped until the
- * process exits. This header needs only the C standard library, so a plugin outside the nudge
+ * time, and since 1.1 reports of what a provider said later: delivery statuses, consent, events).
+ * It never sees the event loop or the database. An accepted plugin stays mapped until the process
+ * exits. This header needs only the C standard library, so a plugin outside the nudge
  * tree builds with
  *
  *   cc -std=c11 -shared -fPIC -Wl,-z,defs -I/usr/local/include -o NAME.so NAME.c
