@@ -798,6 +798,30 @@ static void test_rate_per_sender(void)
 	rig_stop();
 }
 
+/* A shutdown waits for a request in flight (it may have been accepted) and gives back the queued.
+ */
+static void test_shutdown_waits_for_requests_in_flight(void)
+{
+	rig_start(NULL, RUNNING_ON_VALGRIND ? "rate_per_second = 1, timeout_ms = 8000,"
+	                                    : "rate_per_second = 1, timeout_ms = 1000,");
+	tw_standin_script(api, "+15550000081", 0, 0, 0, 0, 0);
+	struct nudge_message m1 = sms_message(1, "+15550000081", "First"),
+	                     m2 = sms_message(2, "+15550000081", "Second");
+	struct outcome o1 = {0}, o2 = {0};
+	send_sms(&m1, &o1);
+	send_sms(&m2, &o2); /* held by the rate: one segment per second */
+	uint64_t deadline = ng_test_now_ms() + 5000;
+	while (tw_standin_requests(api) < 1 && ng_test_now_ms() < deadline)
+		run_for(5);
+	ASSERT_EQ_INT(tw_standin_requests(api), 1);
+	rig_stop();
+	ASSERT_EQ_INT(o1.calls, 1);
+	ASSERT_EQ_INT(o1.status, NUDGE_SEND_AMBIGUOUS); /* not given back as a retry */
+	ASSERT_EQ_INT(o2.calls, 1);
+	ASSERT_EQ_INT(o2.status, NUDGE_SEND_RETRY);
+	ASSERT_EQ_STR(o2.reason, "the plugin shut down before sending");
+}
+
 /* The example in Twilio's webhook-security documentation signs to this value. */
 static void test_standin_signs_like_twilio(void)
 {
@@ -816,4 +840,5 @@ NG_TESTS(NG_TEST(test_standin_signs_like_twilio), NG_TEST(test_sent_with_sid_seg
          NG_TEST(test_reconcile_looks_before_resending),
          NG_TEST(test_status_callbacks_apply_once_and_in_order),
          NG_TEST(test_signatures_with_and_without_port), NG_TEST(test_inbound_keywords_and_events),
-         NG_TEST(test_segment_counting), NG_TEST(test_rate_per_sender))
+         NG_TEST(test_segment_counting), NG_TEST(test_rate_per_sender),
+         NG_TEST(test_shutdown_waits_for_requests_in_flight))
