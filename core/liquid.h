@@ -57,6 +57,7 @@ struct ng_liquid_parse_opts {
 	const char *name; /* shown in errors ("cart_reminder.liquid"); may be NULL */
 	int line;         /* line number of the source's first line (front matter offsets); 0: 1 */
 	int strict_filters;
+	int lax; /* liquid-ruby's lax mode: `a || f` and a trailing `|` are accepted */
 };
 
 /*

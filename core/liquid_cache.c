@@ -53,8 +53,8 @@ static void key_of(const char *src, size_t len, const struct ng_liquid_parse_opt
 	EVP_DigestUpdate(md, src, len);
 	/* The name and first line show in error messages, so they are part of the key. */
 	char opt[600];
-	int m = snprintf(opt, sizeof opt, "\n%s\n%d\n%d", o && o->name ? o->name : "",
-			 o ? o->line : 0, o ? o->strict_filters : 0);
+	int m = snprintf(opt, sizeof opt, "\n%s\n%d\n%d\n%d", o && o->name ? o->name : "",
+			 o ? o->line : 0, o ? o->strict_filters : 0, o ? o->lax : 0);
 	EVP_DigestUpdate(md, opt, (size_t)m);
 	EVP_DigestFinal_ex(md, key, &n);
 	EVP_MD_CTX_free(md);

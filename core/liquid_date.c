@@ -496,9 +496,9 @@ static void put_str(struct ng_liquid_buf *b, const char *s, size_t n, int width,
 		lq_buf_add(b, pad ? &pad : " ", 1);
 	for (size_t i = 0; i < n; i++) {
 		char ch = s[i];
+		/* Ruby's # flag upper-cases names (and lower-cases %p, handled there). */
 		if (upper || swap)
-			ch = (char)(swap && isupper((unsigned char)ch) ? tolower((unsigned char)ch)
-								       : toupper((unsigned char)ch));
+			ch = (char)toupper((unsigned char)ch);
 		lq_buf_add(b, &ch, 1);
 	}
 }

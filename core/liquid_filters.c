@@ -1049,6 +1049,10 @@ static int select_where(struct lq_ctx *c, struct lq_val *v, const struct lq_val 
 		json_t *e = json_array_get(a, i);
 		json_t *x = prop(e, &key);
 		struct lq_val xv = lq_from_json(x);
+		/* A string element answers item[key] as Ruby's String#[]: the key if it occurs. */
+		if (json_is_string(e) && key.s.n &&
+		    memmem(json_string_value(e), json_string_length(e), key.s.p, key.s.n))
+			xv = key;
 		int keep;
 		if (nargs > 1 && args[1].t != LQ_NIL)
 			keep = lq_equal(&xv, &args[1]);

@@ -81,9 +81,6 @@ int lq_lex_next(struct lq_lex *l, struct lq_tok *t)
 		if (!close) {
 			l->err = out ? "Variable '{{' was not properly terminated with regexp: /\\}\\}/"
 				     : "Tag '{%' was not properly terminated with regexp: /\\%\\}/";
-			/* Ruby reports the line where the source ends. */
-			advance(l, l->end);
-			t->line = l->line;
 			return -1;
 		}
 		const char *s = l->p + 2, *e = close;

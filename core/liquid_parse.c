@@ -281,6 +281,9 @@ static int parse_filters(struct xp *x, struct lq_filtered *f)
 	while (x->cur.kind == LQX_PIPE) {
 		if (xnext(x))
 			return -1;
+		/* Lax, as liquid-ruby: `a || f` is `a | f`, and a trailing `|` does nothing. */
+		if (x->ps->o && x->ps->o->lax && (x->cur.kind == LQX_PIPE || x->cur.kind == LQX_EOS))
+			continue;
 		if (x->cur.kind != LQX_ID)
 			return xexpect(x, LQX_ID), -1;
 		if (n == 64)

@@ -535,7 +535,7 @@ static struct lq_val loop_prop(const struct lq_loop *l, const char *k, size_t n)
 		if (IS("col_first"))
 			return lq_bool(l->col0 == 0);
 		if (IS("col_last"))
-			return lq_bool(l->col0 == l->cols - 1 || l->index0 == l->length - 1);
+			return lq_bool(l->col0 == l->cols - 1);
 	} else {
 		if (IS("name") && l->name)
 			return lq_str(l->name, strlen(l->name));
