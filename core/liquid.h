@@ -68,8 +68,10 @@ int ng_liquid_parse(const char *src, size_t len, const struct ng_liquid_parse_op
 		    struct ng_liquid_tmpl **out, char *err, size_t errlen);
 void ng_liquid_free(struct ng_liquid_tmpl *t);
 
-/* Partial names the template includes or renders by literal name (for `nudge check`). */
-size_t ng_liquid_partials(const struct ng_liquid_tmpl *t, const char **names, size_t max);
+/* Partial names the template includes or renders by literal name, and the line of each first
+ * use (for `nudge check`). Returns how many there are (may exceed max). */
+size_t ng_liquid_partials(const struct ng_liquid_tmpl *t, const char **names, int *lines,
+			  size_t max);
 
 /*
  * Renders t against data (a JSON object, or NULL) into out (appended after out->len=0). Returns 0,

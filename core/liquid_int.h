@@ -305,6 +305,7 @@ struct ng_liquid_tmpl {
 	struct lq_block root;
 	const char *name; /* for errors inside partials */
 	const char **partials;
+	int *partial_lines;
 	size_t npartials;
 	char *src;
 };

@@ -22,6 +22,7 @@ struct parser {
 	int failed;
 	int depth;
 	const char **partials;
+	int *partial_lines;
 	size_t npartials, cappartials;
 };
 
@@ -460,7 +461,7 @@ static struct lq_node *node(struct parser *ps, int kind, int line)
 	return n;
 }
 
-static void add_partial(struct parser *ps, const char *name)
+static void add_partial(struct parser *ps, const char *name, int line)
 {
 	for (size_t i = 0; i < ps->npartials; i++)
 		if (strcmp(ps->partials[i], name) == 0)
@@ -468,7 +469,10 @@ static void add_partial(struct parser *ps, const char *name)
 	if (ps->npartials == ps->cappartials) {
 		ps->cappartials = ps->cappartials ? ps->cappartials * 2 : 4;
 		ps->partials = ng_xrealloc(ps->partials, ps->cappartials * sizeof *ps->partials);
+		ps->partial_lines =
+			ng_xrealloc(ps->partial_lines, ps->cappartials * sizeof *ps->partial_lines);
 	}
+	ps->partial_lines[ps->npartials] = line;
 	ps->partials[ps->npartials++] = name;
 }
 
@@ -652,7 +656,7 @@ static int parse_partial(struct parser *ps, const struct lq_tok *t, const char *
 	if (!(nd->partial.tname = xexpr(&x)))
 		return -1;
 	if (nd->partial.tname->kind == LQE_LIT && nd->partial.tname->lit.t == LQ_STR)
-		add_partial(ps, nd->partial.tname->lit.s.p);
+		add_partial(ps, nd->partial.tname->lit.s.p, t->line);
 	if (xis_id(&x, "with") || xis_id(&x, "for")) {
 		nd->partial.is_for = xis_id(&x, "for");
 		if (xnext(&x) || !(nd->partial.with = xexpr(&x)))
@@ -1005,6 +1009,7 @@ int ng_liquid_parse(const char *src, size_t len, const struct ng_liquid_parse_op
 		t->name = lq_strndup(&t->arena, o->name, strlen(o->name));
 	if (parse_block(&ps, &l, &t->root, NULL, NULL, NULL) || ps.failed) {
 		free(ps.partials);
+		free(ps.partial_lines);
 		ng_liquid_free(t);
 		*out = NULL;
 		return -EINVAL;
@@ -1012,9 +1017,12 @@ int ng_liquid_parse(const char *src, size_t len, const struct ng_liquid_parse_op
 	if (ps.npartials) {
 		t->partials = lq_alloc(&t->arena, ps.npartials * sizeof *t->partials);
 		memcpy(t->partials, ps.partials, ps.npartials * sizeof *t->partials);
+		t->partial_lines = lq_alloc(&t->arena, ps.npartials * sizeof *t->partial_lines);
+		memcpy(t->partial_lines, ps.partial_lines, ps.npartials * sizeof *t->partial_lines);
 		t->npartials = ps.npartials;
 	}
 	free(ps.partials);
+	free(ps.partial_lines);
 	*out = t;
 	return 0;
 }
@@ -1028,9 +1036,12 @@ void ng_liquid_free(struct ng_liquid_tmpl *t)
 	free(t);
 }
 
-size_t ng_liquid_partials(const struct ng_liquid_tmpl *t, const char **names, size_t max)
+size_t ng_liquid_partials(const struct ng_liquid_tmpl *t, const char **names, int *lines,
+			  size_t max)
 {
-	for (size_t i = 0; i < t->npartials && i < max; i++)
+	for (size_t i = 0; i < t->npartials && i < max; i++) {
 		names[i] = t->partials[i];
+		lines[i] = t->partial_lines[i];
+	}
 	return t->npartials;
 }

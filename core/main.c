@@ -26,6 +26,12 @@ static const struct ng_command commands[] = {
 	{"simulate", "WORKFLOW [--customer FILE] [--events FILE] [--for 30d] [--conninfo C]",
 	 "print a workflow's timeline for one customer on the virtual clock; sends nothing",
 	 ng_cmd_simulate},
+	{"render", "TEMPLATE --data FILE.json [--dir DIR]",
+	 "print a message template rendered against a data file (every part, headers)",
+	 ng_cmd_render},
+	{"check", "PATH... [--data FILE.json]",
+	 "check template folders/files (syntax, filters, partials, SMS size) and workflows",
+	 ng_cmd_check},
 	{"version", "", "print the version", cmd_version},
 	{"help", "[COMMAND]", "show this help, or one command's", cmd_help},
 };
