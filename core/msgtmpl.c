@@ -42,6 +42,7 @@ struct ng_msgtmpl_set {
 	size_t nmsgs;
 	struct named *partials; /* partials/X as "X", layouts/X as "layouts/X" */
 	size_t npartials;
+	int partials_loaded; /* message templates' references can be checked */
 	struct ng_liquid_limits limits;
 };
 
@@ -119,6 +120,9 @@ static int is_blank(const char *s, const char *e)
 	return 1;
 }
 
+static void check_refs(const struct ng_msgtmpl_set *set, struct sink *sk, const char *file,
+		       const struct ng_liquid_tmpl *t);
+
 static int compile(struct ng_msgtmpl_set *set, struct sink *sk, const char *file, int line,
 		   const char *src, size_t n, int strict, const struct ng_liquid_tmpl **out)
 {
@@ -127,6 +131,8 @@ static int compile(struct ng_msgtmpl_set *set, struct sink *sk, const char *file
 	int rc = ng_liquid_cache_get(set->cache, src, n, &o, out, err, sizeof err);
 	if (rc)
 		problem(sk, "%s", err);
+	else if (set->partials_loaded)
+		check_refs(set, sk, file, *out);
 	return rc;
 }
 
@@ -277,7 +283,7 @@ static int load_msg(struct ng_msgtmpl_set *set, struct sink *sk, const char *pat
 	/* The parts. */
 	const char *body_start = p;
 	int body_line = line;
-	int nparts = 0;
+	int nparts = 0, seen[P_COUNT] = {0};
 	const char *q = p;
 	for (;;) {
 		const char *pn, *after;
@@ -309,7 +315,7 @@ static int load_msg(struct ng_msgtmpl_set *set, struct sink *sk, const char *pat
 		if (cs < etag && *cs == '\n')
 			cs++;
 		if (pi >= 0) {
-			if (m->part[pi])
+			if (seen[pi]++)
 				problem(sk, "%s:%d:1: a second '%s' part", path, tl, part_names[pi]);
 			else
 				compile(set, sk, path, body_line + count_lines(body_start, cs), cs,
@@ -325,11 +331,11 @@ static int load_msg(struct ng_msgtmpl_set *set, struct sink *sk, const char *pat
 		compile(set, sk, path, body_line, body_start, (size_t)(end - body_start), strict,
 			&m->part[P_BODY]);
 	if (m->channel && !strcmp(m->channel, "email")) {
-		if (!m->part[P_SUBJECT])
+		if (!fm_val[P_SUBJECT])
 			problem(sk, "%s:1:1: an email needs a subject in its front matter", path);
-		if (!m->part[P_HTML])
+		if (!seen[P_HTML])
 			problem(sk, "%s:1:1: an email needs a {%% part html %%}", path);
-	} else if (m->channel && !m->part[P_BODY] && sk->errors == before) {
+	} else if (m->channel && !m->part[P_BODY] && !seen[P_BODY] && sk->errors == before) {
 		problem(sk, "%s:1:1: an %s message needs a body", path, m->channel);
 	}
 	for (int i = 0; i < P_COUNT; i++)
@@ -467,6 +473,7 @@ static int open_set(const char *dir, const char *only, int strict, struct sink *
 		problem(sk, "%s: not a templates directory", dir);
 	load_partials(set, sk, dir, "partials", "");
 	load_partials(set, sk, dir, "layouts", "layouts/");
+	set->partials_loaded = 1;
 	size_t n;
 	char **names = list_dir(dir, &n);
 	set->msgs = ng_xcalloc(n ? n : 1, sizeof *set->msgs);
@@ -490,9 +497,6 @@ static int open_set(const char *dir, const char *only, int strict, struct sink *
 		check_refs(set, sk, set->partials[i].name, set->partials[i].t);
 	for (size_t i = 0; i < set->nmsgs; i++) {
 		struct msg *m = &set->msgs[i];
-		for (int p = 0; p < P_COUNT; p++)
-			if (m->part[p])
-				check_refs(set, sk, m->file, m->part[p]);
 		const char *lay = layout_of(m);
 		if (lay) {
 			char ln[256];
