@@ -43,6 +43,13 @@ struct ng_liquid_loader {
 	void *ud;
 };
 
+/* A string variable the caller adds to the data without copying it (a layout's `content`). */
+struct ng_liquid_var {
+	const char *name;
+	const char *value;
+	size_t len;
+};
+
 struct ng_liquid_render_opts {
 	const struct ng_liquid_limits *limits; /* NULL: the defaults */
 	const struct ng_liquid_loader *loader; /* NULL: include/render fail */
@@ -50,6 +57,8 @@ struct ng_liquid_render_opts {
 	const char *tz;     /* IANA zone for dates without an offset; NULL: UTC */
 	const char *locale; /* for `money`; NULL: "en" */
 	const char *currency; /* for `money` without an argument; NULL: "USD" */
+	const struct ng_liquid_var *vars; /* seen before the data, as if assigned */
+	size_t nvars;
 };
 
 /* Parse options. strict_filters makes an unknown filter a parse error (for `nudge check`). */

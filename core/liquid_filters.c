@@ -39,12 +39,26 @@ static struct lq_val S(struct lq_ctx *c, const struct lq_val *v)
 	return lq_to_str(c, v);
 }
 
-/* Finishes a string built in b: copies it into the arena. */
+/* A buffer to build a string in: the render's spare one when it is free, so filters do not
+ * malloc on every call. done() hands it back. */
+static struct ng_liquid_buf scratch(struct lq_ctx *c)
+{
+	struct ng_liquid_buf b = c->r->scratch;
+	memset(&c->r->scratch, 0, sizeof c->r->scratch);
+	b.len = 0;
+	return b;
+}
+
+/* Finishes a string built in b: copies it into the arena and returns the buffer. */
 static struct lq_val done(struct lq_ctx *c, struct ng_liquid_buf *b)
 {
 	char *p = lq_strndup(&c->r->arena, b->s ? b->s : "", b->len);
 	size_t n = b->len;
-	ng_liquid_buf_free(b);
+	if (!c->r->scratch.s && b->cap <= 65536)
+		c->r->scratch = *b;
+	else
+		ng_liquid_buf_free(b);
+	memset(b, 0, sizeof *b);
 	if (n > c->r->lim.max_output)
 		lq_limit(c, "string size");
 	return lq_str(p, n);
@@ -166,7 +180,7 @@ static int replace(struct lq_ctx *c, struct lq_val *v, struct lq_val from, struc
 	struct lq_val s = S(c, v);
 	from = S(c, &from);
 	to = S(c, &to);
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	if (from.s.n == 0) {
 		/* Ruby: "hi".gsub("", "x") == "xhxix"; sub inserts once at the start. */
 		if (which == 0) {
@@ -321,7 +335,7 @@ FILTER(truncatewords)
 	if (nargs > 1)
 		el = S(c, &args[1]);
 	const char *p = s.s.p, *e = s.s.p + s.s.n;
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	int64_t n = 0;
 	while (p < e) {
 		while (p < e && is_space(*p))
@@ -419,7 +433,7 @@ FILTER(strip_newlines)
 {
 	UNUSED_ARGS;
 	struct lq_val s = S(c, v);
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	for (size_t i = 0; i < s.s.n; i++)
 		if (s.s.p[i] != '\n' && s.s.p[i] != '\r')
 			lq_buf_add(&b, s.s.p + i, 1);
@@ -431,7 +445,7 @@ FILTER(newline_to_br)
 {
 	UNUSED_ARGS;
 	struct lq_val s = S(c, v);
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	for (size_t i = 0; i < s.s.n; i++) {
 		if (s.s.p[i] == '\r' && i + 1 < s.s.n && s.s.p[i + 1] == '\n') {
 			lq_buf_add(&b, "<br />\r\n", 8);
@@ -456,7 +470,7 @@ FILTER(strip_html)
 {
 	UNUSED_ARGS;
 	struct lq_val s = S(c, v);
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	const char *p = s.s.p, *e = s.s.p + s.s.n;
 	while (p < e) {
 		if (*p == '<') {
@@ -492,8 +506,13 @@ FILTER(strip_html)
 
 static void html_escape(struct ng_liquid_buf *b, const char *p, size_t n, int once)
 {
+	size_t run = 0; /* start of the pending run of characters that need no escaping */
 	for (size_t i = 0; i < n; i++) {
 		char ch = p[i];
+		if (ch != '&' && ch != '<' && ch != '>' && ch != '"' && ch != '\'')
+			continue;
+		lq_buf_add(b, p + run, i - run);
+		run = i + 1;
 		switch (ch) {
 		case '&':
 			if (once) {
@@ -519,13 +538,12 @@ static void html_escape(struct ng_liquid_buf *b, const char *p, size_t n, int on
 		case '"':
 			lq_buf_add(b, "&quot;", 6);
 			break;
-		case '\'':
+		default:
 			lq_buf_add(b, "&#39;", 5);
 			break;
-		default:
-			lq_buf_add(b, &ch, 1);
 		}
 	}
+	lq_buf_add(b, p + run, n - run);
 }
 
 FILTER(escape)
@@ -535,14 +553,16 @@ FILTER(escape)
 		return 0;
 	struct lq_val s = S(c, v);
 	size_t i;
-	for (i = 0; i < s.s.n; i++)
-		if (strchr("&<>\"'", s.s.p[i]))
+	for (i = 0; i < s.s.n; i++) {
+		char ch = s.s.p[i];
+		if (ch == '&' || ch == '<' || ch == '>' || ch == '"' || ch == '\'')
 			break;
+	}
 	if (i == s.s.n) {
 		*v = s;
 		return 0;
 	}
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	html_escape(&b, s.s.p, s.s.n, 0);
 	*v = done(c, &b);
 	return 0;
@@ -554,7 +574,7 @@ FILTER(escape_once)
 	if (v->t == LQ_NIL)
 		return 0;
 	struct lq_val s = S(c, v);
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	html_escape(&b, s.s.p, s.s.n, 1);
 	*v = done(c, &b);
 	return 0;
@@ -566,7 +586,7 @@ FILTER(url_encode)
 	if (v->t == LQ_NIL)
 		return 0;
 	struct lq_val s = S(c, v);
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	for (size_t i = 0; i < s.s.n; i++) {
 		unsigned char ch = (unsigned char)s.s.p[i];
 		if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
@@ -600,7 +620,7 @@ FILTER(url_decode)
 	if (v->t == LQ_NIL)
 		return 0;
 	struct lq_val s = S(c, v);
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	for (size_t i = 0; i < s.s.n; i++) {
 		char ch = s.s.p[i];
 		if (ch == '+') {
@@ -621,7 +641,7 @@ static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 static int base64_enc(struct lq_ctx *c, struct lq_val *v, int url)
 {
 	struct lq_val s = S(c, v);
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	const unsigned char *p = (const unsigned char *)s.s.p;
 	for (size_t i = 0; i < s.s.n; i += 3) {
 		unsigned x = (unsigned)p[i] << 16;
@@ -651,7 +671,7 @@ static int base64_enc(struct lq_ctx *c, struct lq_val *v, int url)
 static int base64_dec(struct lq_ctx *c, struct lq_val *v)
 {
 	struct lq_val s = S(c, v);
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	unsigned acc = 0;
 	int bits = 0;
 	for (size_t i = 0; i < s.s.n; i++) {
@@ -971,7 +991,7 @@ FILTER(join)
 	json_t *a = as_array(c, v);
 	json_t *flat = new_array(c);
 	flatten_into(flat, a, 0);
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	for (size_t i = 0; i < json_array_size(flat); i++) {
 		if (i)
 			lq_buf_add(&b, sep.s.p, sep.s.n);
@@ -1351,8 +1371,12 @@ FILTER(money)
 	struct lq_val a0 = arg(args, nargs, 0), a1 = arg(args, nargs, 1);
 	struct lq_val cs = a0.t == LQ_STR && a0.s.n ? a0 : lq_str(d.cur, strlen(d.cur));
 	struct lq_val ls = a1.t == LQ_STR && a1.s.n ? a1 : lq_str(d.loc, strlen(d.loc));
-	snprintf(code, sizeof code, "%.*s", (int)cs.s.n, cs.s.p);
-	snprintf(loc, sizeof loc, "%.*s", (int)ls.s.n, ls.s.p);
+	size_t cl = cs.s.n < sizeof code - 1 ? cs.s.n : sizeof code - 1;
+	size_t ll = ls.s.n < sizeof loc - 1 ? ls.s.n : sizeof loc - 1;
+	memcpy(code, cs.s.p, cl);
+	code[cl] = 0;
+	memcpy(loc, ls.s.p, ll);
+	loc[ll] = 0;
 	for (char *p = code; *p; p++)
 		*p = (char)toupper((unsigned char)*p);
 	const struct currency *cur = NULL;
@@ -1379,11 +1403,31 @@ FILTER(money)
 	}
 	if (!strcmp(l2, "nl"))
 		suffix = 0;
+	/* Integer arithmetic on the minor units: no printf on this hot path. */
 	char digits[64];
-	snprintf(digits, sizeof digits, "%.*f", dec, fabs(amount));
-	char *dot = strchr(digits, '.');
-	size_t ilen = dot ? (size_t)(dot - digits) : strlen(digits);
-	struct ng_liquid_buf b = {0};
+	double scaled = fabs(amount) * (dec == 2 ? 100.0 : 1.0);
+	if (!(scaled < 9e17))
+		return lq_error(c, 0, "money: amount out of range");
+	unsigned long long minor = (unsigned long long)llround(scaled);
+	char rev[32];
+	int nd = 0;
+	do {
+		rev[nd++] = (char)('0' + minor % 10);
+		minor /= 10;
+	} while (minor || nd <= dec);
+	size_t k = 0;
+	for (int i = nd - 1; i >= dec; i--)
+		digits[k++] = rev[i];
+	size_t ilen = k;
+	char *dot = NULL;
+	if (dec) {
+		digits[k] = '.';
+		dot = &digits[k++];
+		for (int i = dec - 1; i >= 0; i--)
+			digits[k++] = rev[i];
+	}
+	digits[k] = 0;
+	struct ng_liquid_buf b = scratch(c);
 	if (amount < 0 && strspn(digits, "0.") != strlen(digits))
 		lq_buf_add(&b, "-", 1);
 	if (!suffix) {
@@ -1420,7 +1464,7 @@ FILTER(tracking)
 	struct lq_val camp = S(c, &a0), med = a1.t == LQ_NIL ? lq_str("email", 5) : S(c, &a1);
 	const char *hash = memchr(url.s.p, '#', url.s.n);
 	size_t base = hash ? (size_t)(hash - url.s.p) : url.s.n;
-	struct ng_liquid_buf b = {0};
+	struct ng_liquid_buf b = scratch(c);
 	lq_buf_add(&b, url.s.p, base);
 	lq_buf_add(&b, memchr(url.s.p, '?', base) ? "&" : "?", 1);
 	lq_buf_add(&b, "utm_source=nudge&utm_medium=", 28);

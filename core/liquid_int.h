@@ -105,6 +105,7 @@ enum { LQ_BREAK = 1, LQ_CONTINUE = 2 };
 struct lq_render {
 	struct lq_arena arena;
 	struct ng_liquid_buf *out;
+	struct ng_liquid_buf scratch; /* reused by filters that build strings */
 	const struct ng_liquid_render_opts *o;
 	struct ng_liquid_limits lim;
 	json_t **owned;

@@ -884,13 +884,21 @@ int ng_liquid_render(const struct ng_liquid_tmpl *t, const json_t *data,
 		err[0] = 0;
 	out->len = 0;
 	lq_buf_add(out, "", 0);
+	/* The first few KiB of the arena come from the stack: most renders never call malloc. */
+	char first[4096] __attribute__((aligned(16)));
+	r.arena.p = first;
+	r.arena.end = first + sizeof first;
 	struct lq_ctx c = {.r = &r, .env = data, .tmpl = t};
+	for (size_t i = 0; o && i < o->nvars; i++)
+		set_assign(&c, o->vars[i].name, strlen(o->vars[i].name),
+			   lq_str(o->vars[i].value, o->vars[i].len));
 	int rc = render_block(&c, &t->root);
 	if (!rc && r.failed)
 		rc = r.code;
 	for (size_t i = 0; i < r.nowned; i++)
 		json_decref(r.owned[i]);
 	free(r.owned);
+	ng_liquid_buf_free(&r.scratch);
 	lq_arena_free(&r.arena);
 	return rc;
 }

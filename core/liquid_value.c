@@ -421,6 +421,37 @@ struct lq_val lq_to_str(struct lq_ctx *c, const struct lq_val *v)
 /* Parses a string as Ruby's to_i/to_f-ish number: "5" → 5, "3.5" → 3.5, else 0. */
 static struct lq_val str_number(const char *p, size_t n)
 {
+	/* Fast path for plain decimals ("199.00"): an integer mantissa below 2^53 divided by an
+	 * exact power of ten is the correctly rounded double, as strtod would give. */
+	{
+		static const double p10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10};
+		size_t i = 0;
+		int neg = 0;
+		if (i < n && p[i] == '-') {
+			neg = 1;
+			i++;
+		}
+		uint64_t m = 0;
+		int digits = 0, frac = -1;
+		for (; i < n && digits < 16; i++) {
+			if (p[i] >= '0' && p[i] <= '9') {
+				m = m * 10 + (uint64_t)(p[i] - '0');
+				digits++;
+				if (frac >= 0)
+					frac++;
+			} else if (p[i] == '.' && frac < 0 && digits) {
+				frac = 0;
+			} else {
+				break;
+			}
+		}
+		if (i == n && digits && frac != 0 && frac <= 10) {
+			if (frac < 0)
+				return lq_int(neg ? -(int64_t)m : (int64_t)m);
+			double d = (double)m / p10[frac];
+			return lq_float(neg ? -d : d);
+		}
+	}
 	char tmp[64];
 	if (n >= sizeof tmp)
 		n = sizeof tmp - 1;

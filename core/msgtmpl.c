@@ -640,11 +640,18 @@ int ng_msgtmpl_render(const struct ng_msgtmpl_set *set, const char *name, const 
 	char *text = render_part(m->part[P_TEXT], data, &o, &buf, err, errlen, &rc);
 	const char *lay = layout_of(m);
 	if (!rc && lay) {
-		/* The layout sees the data plus the rendered part as `content`. */
-		json_t *ld_data = json_copy((json_t *)data);
-		json_object_set_new(ld_data, "subject", json_string(out->subject ? out->subject : ""));
-		json_object_set_new(ld_data, "preheader",
-				    json_string(out->preheader ? out->preheader : ""));
+		/* The layout sees the data plus the rendered part as `content`, and the subject and
+		 * preheader (for <title> and the hidden preview text). */
+		struct ng_liquid_var vars[3] = {
+			{"subject", out->subject ? out->subject : "", 0},
+			{"preheader", out->preheader ? out->preheader : "", 0},
+			{"content", "", 0},
+		};
+		vars[0].len = strlen(vars[0].value);
+		vars[1].len = strlen(vars[1].value);
+		struct ng_liquid_render_opts lo = o;
+		lo.vars = vars;
+		lo.nvars = 3;
 		char ln[256];
 		const char *kinds[2] = {"html", "text"};
 		char **parts[2] = {&html, &text};
@@ -655,14 +662,14 @@ int ng_msgtmpl_render(const struct ng_msgtmpl_set *set, const char *name, const 
 			const struct ng_liquid_tmpl *lt = find_partial(set, ln);
 			if (!lt)
 				continue;
-			json_object_set_new(ld_data, "content", json_string(*parts[k]));
-			char *wrapped = render_part(lt, ld_data, &o, &buf, err, errlen, &rc);
+			vars[2].value = *parts[k];
+			vars[2].len = strlen(*parts[k]);
+			char *wrapped = render_part(lt, data, &lo, &buf, err, errlen, &rc);
 			if (wrapped) {
 				free(*parts[k]);
 				*parts[k] = wrapped;
 			}
 		}
-		json_decref(ld_data);
 	}
 	out->html = html;
 	out->text = text;
