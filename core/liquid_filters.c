@@ -587,18 +587,23 @@ FILTER(url_encode)
 		return 0;
 	struct lq_val s = S(c, v);
 	struct ng_liquid_buf b = scratch(c);
+	size_t run = 0;
 	for (size_t i = 0; i < s.s.n; i++) {
 		unsigned char ch = (unsigned char)s.s.p[i];
-		if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-			lq_buf_add(&b, (const char *)&ch, 1);
-		} else if (ch == ' ') {
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		    ch == '-' || ch == '_' || ch == '.' || ch == '~')
+			continue;
+		lq_buf_add(&b, s.s.p + run, i - run);
+		run = i + 1;
+		if (ch == ' ') {
 			lq_buf_add(&b, "+", 1);
 		} else {
-			char t[4];
-			snprintf(t, sizeof t, "%%%02X", ch);
+			static const char hex[] = "0123456789ABCDEF";
+			char t[3] = {'%', hex[ch >> 4], hex[ch & 15]};
 			lq_buf_add(&b, t, 3);
 		}
 	}
+	lq_buf_add(&b, s.s.p + run, s.s.n - run);
 	*v = done(c, &b);
 	return 0;
 }
@@ -1380,29 +1385,46 @@ FILTER(money)
 	for (char *p = code; *p; p++)
 		*p = (char)toupper((unsigned char)*p);
 	const struct currency *cur = NULL;
-	for (size_t i = 0; i < NG_ARRAY_LEN(currencies); i++)
-		if (strcmp(currencies[i].code, code) == 0)
+	for (size_t i = 0; i < NG_ARRAY_LEN(currencies) && cl == 3; i++)
+		if (memcmp(currencies[i].code, code, 4) == 0) {
 			cur = &currencies[i];
+			break;
+		}
 	int dec = cur ? cur->decimals : 2;
 	const char *sym = cur ? cur->symbol : code;
-	/* Locale families: en-style 1,234.56 with the symbol first; most of Europe 1.234,56 €;
-	 * French and Nordic 1 234,56 € (with no-break spaces); Swiss 1'234.56. */
+	/* Locale families: en-style 1,234.56 with the symbol first; most of Europe 1.234,56 €
+	 * (Dutch € 1.234,56); French, Nordic and Polish 1 234,56 € (narrow no-break spaces). */
 	const char *thou = ",", *decsep = ".";
 	int suffix = 0;
 	char l2[3] = {(char)tolower((unsigned char)loc[0]), (char)tolower((unsigned char)loc[1]), 0};
-	if (!strcmp(l2, "de") || !strcmp(l2, "es") || !strcmp(l2, "it") || !strcmp(l2, "nl") ||
-	    !strcmp(l2, "pt") || !strcmp(l2, "da") || !strcmp(l2, "tr")) {
+#define L(a, b) (((unsigned)(a) << 8) | (unsigned)(b))
+	switch (L(l2[0], l2[1])) {
+	case L('d', 'e'):
+	case L('e', 's'):
+	case L('i', 't'):
+	case L('p', 't'):
+	case L('d', 'a'):
+	case L('t', 'r'):
+		suffix = 1;
+		/* fall through */
+	case L('n', 'l'):
 		thou = ".";
 		decsep = ",";
-		suffix = 1;
-	} else if (!strcmp(l2, "fr") || !strcmp(l2, "sv") || !strcmp(l2, "nb") ||
-		   !strcmp(l2, "fi") || !strcmp(l2, "pl") || !strcmp(l2, "cs")) {
+		break;
+	case L('f', 'r'):
+	case L('s', 'v'):
+	case L('n', 'b'):
+	case L('f', 'i'):
+	case L('p', 'l'):
+	case L('c', 's'):
 		thou = "\u202f";
 		decsep = ",";
 		suffix = 1;
+		break;
+	default:
+		break;
 	}
-	if (!strcmp(l2, "nl"))
-		suffix = 0;
+#undef L
 	/* Integer arithmetic on the minor units: no printf on this hot path. */
 	char digits[64];
 	double scaled = fabs(amount) * (dec == 2 ? 100.0 : 1.0);

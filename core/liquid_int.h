@@ -9,6 +9,7 @@
 #include "liquid.h"
 
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 /* ---- arenas: bump allocation, freed all at once (a compiled template, one render) ---- */
@@ -140,7 +141,17 @@ int lq_is_empty(const struct lq_val *v);
 int lq_is_blank(const struct lq_val *v);
 /* Appends the value as Liquid prints it. */
 void lq_buf_val(struct ng_liquid_buf *b, const struct lq_val *v);
-void lq_buf_add(struct ng_liquid_buf *b, const char *s, size_t n);
+void lq_buf_grow(struct ng_liquid_buf *b, size_t n);
+/* Appends n bytes (inline: the renderer's hottest call). */
+static inline void lq_buf_add(struct ng_liquid_buf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap)
+		lq_buf_grow(b, n);
+	if (n)
+		memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = 0;
+}
 void lq_buf_fmt_float(struct ng_liquid_buf *b, double f);
 /* The value as a string (arena-backed when converted). */
 struct lq_val lq_to_str(struct lq_ctx *c, const struct lq_val *v);

@@ -885,7 +885,7 @@ int ng_liquid_render(const struct ng_liquid_tmpl *t, const json_t *data,
 	out->len = 0;
 	lq_buf_add(out, "", 0);
 	/* The first few KiB of the arena come from the stack: most renders never call malloc. */
-	char first[4096] __attribute__((aligned(16)));
+	char first[8192] __attribute__((aligned(16)));
 	r.arena.p = first;
 	r.arena.end = first + sizeof first;
 	struct lq_ctx c = {.r = &r, .env = data, .tmpl = t};

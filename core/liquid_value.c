@@ -61,19 +61,13 @@ void ng_liquid_buf_free(struct ng_liquid_buf *b)
 	memset(b, 0, sizeof *b);
 }
 
-void lq_buf_add(struct ng_liquid_buf *b, const char *s, size_t n)
+void lq_buf_grow(struct ng_liquid_buf *b, size_t n)
 {
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->s = ng_xrealloc(b->s, cap);
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = 0;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < b->len + n + 1)
+		cap *= 2;
+	b->s = ng_xrealloc(b->s, cap);
+	b->cap = cap;
 }
 
 struct lq_val lq_str(const char *p, size_t n)
@@ -313,8 +307,15 @@ void lq_buf_fmt_float(struct ng_liquid_buf *b, double f)
 static void buf_int(struct ng_liquid_buf *b, int64_t i)
 {
 	char tmp[24];
-	int n = snprintf(tmp, sizeof tmp, "%lld", (long long)i);
-	lq_buf_add(b, tmp, (size_t)n);
+	char *e = tmp + sizeof tmp, *p = e;
+	uint64_t u = i < 0 ? (uint64_t)0 - (uint64_t)i : (uint64_t)i;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (i < 0)
+		*--p = '-';
+	lq_buf_add(b, p, (size_t)(e - p));
 }
 
 static void buf_inspect(struct ng_liquid_buf *b, const json_t *j);

@@ -570,7 +570,13 @@ static char *render_part(const struct ng_liquid_tmpl *t, const json_t *data,
 	*rc = ng_liquid_render(t, data, o, buf, err, errlen);
 	if (*rc)
 		return NULL;
-	return ng_xstrndup(buf->s, buf->len);
+	/* The caller gets the buffer itself; the next part starts a new one of about that size. */
+	char *s = buf->s;
+	size_t cap = buf->len + 1024;
+	buf->s = ng_xmalloc(cap);
+	buf->cap = cap;
+	buf->len = 0;
+	return s;
 }
 
 static char *trim_line(char *s)
@@ -581,7 +587,7 @@ static char *trim_line(char *s)
 	char *w = s;
 	int space = 0;
 	for (char *r = s; *r; r++) {
-		if (strchr(" \t\r\n", *r)) {
+		if (*r == ' ' || *r == '\t' || *r == '\r' || *r == '\n') {
 			space = w != s;
 			continue;
 		}
@@ -627,7 +633,7 @@ int ng_msgtmpl_render(const struct ng_msgtmpl_set *set, const char *name, const 
 		o.currency = str_at(data, "order", "currency");
 	if (!o.currency)
 		o.currency = str_at(data, "store", "currency");
-	struct ng_liquid_buf buf = {0};
+	struct ng_liquid_buf buf = {.s = ng_xmalloc(4096), .cap = 4096};
 	int rc = 0;
 	out->channel = ng_xstrdup(m->channel);
 	out->purpose = ng_xstrdup(m->purpose);

@@ -3,9 +3,10 @@
  * each wrapped in the email layout) for a 5-item cart on one thread for a few seconds and prints
  * renders per second. The cart is the Shopify checkouts/create fixture mapped by
  * contrib/mappers/shopify.lua, its line items repeated to five. The baseline, measured in the same
- * run, is copying the rendered bytes (memcpy of the same output): the ideal rate.
+ * run, is copying the rendered bytes (memcpy of the same output): the ideal rate. Rates are per
+ * second of the thread's CPU time (the machine is shared; wall-clock rates are printed too).
  *
- *   liquid_bench TOP [SECONDS]
+ *   liquid_bench TOP [SECONDS [N]]   (N: exactly N renders and no baseline, for profilers)
  */
 #include "intake_map.h"
 #include "msgtmpl.h"
@@ -15,11 +16,16 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void)
+static double clock_s(clockid_t id)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double now(void)
+{
+	return clock_s(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static json_t *cart_data(const char *top)
@@ -82,7 +88,19 @@ int main(int argc, char **argv)
 	size_t bytes = strlen(m.html) + strlen(m.text);
 	ng_msgtmpl_rendered_free(&m);
 
+	long fixed = argc > 3 ? atol(argv[3]) : 0;
+	if (fixed > 0) {
+		for (long i = 0; i < fixed; i++) {
+			ng_msgtmpl_render(set, "cart_reminder", data, &m, err, sizeof err);
+			ng_msgtmpl_rendered_free(&m);
+		}
+		printf("%ld renders\n", fixed);
+		json_decref(data);
+		ng_msgtmpl_close(set);
+		return 0;
+	}
 	long n = 0;
+	double w0 = clock_s(CLOCK_MONOTONIC);
 	double t0 = now(), t;
 	do {
 		for (int i = 0; i < 256; i++) {
@@ -92,6 +110,7 @@ int main(int argc, char **argv)
 		n += 256;
 	} while ((t = now()) - t0 < secs);
 	double rate = (double)n / (t - t0);
+	double wall = (double)n / (clock_s(CLOCK_MONOTONIC) - w0);
 
 	/* Baseline: producing the same bytes by copying them (malloc + memcpy + free). */
 	char *src = malloc(bytes);
@@ -112,7 +131,8 @@ int main(int argc, char **argv)
 	free(src);
 	printf("cart_reminder email (subject, preheader, html %zu+text bytes, 5 items), 1 thread:\n",
 	       bytes);
-	printf("  renders/s: %.0f (goal >= 50000)\n", rate);
+	printf("  renders/s: %.0f per CPU second (goal >= 50000); %.0f per wall second\n", rate,
+	       wall);
 	printf("  baseline (copying the same %zu bytes): %.0f/s; ratio render/baseline %.4f\n", bytes,
 	       base, rate / base);
 	json_decref(data);
