@@ -45,7 +45,7 @@ static void test_bomb_nested_ranges(void)
 			    NULL, NULL, &out, err, sizeof err);
 	ASSERT_EQ_INT(rc, -E2BIG);
 	ASSERT_CONTAINS(err, "limit");
-	ASSERT_CMP_INT(ng_test_now_ms() - t0, <, 2000);
+	ASSERT_CMP_INT(ng_test_now_ms() - t0, <, 5000);
 	free(out);
 }
 
@@ -70,7 +70,7 @@ static void test_bomb_append_chain(void)
 			    "{% assign s = s | append: s %}{% endfor %}{{ s | size }}",
 			    NULL, NULL, &out, err, sizeof err);
 	ASSERT_EQ_INT(rc, -E2BIG);
-	ASSERT_CMP_INT(ng_test_now_ms() - t0, <, 2000);
+	ASSERT_CMP_INT(ng_test_now_ms() - t0, <, 5000);
 	free(out);
 	/* capture of a growing capture, the other way to build strings */
 	rc = render_str("{% capture s %}xxxxxxxxxxxxxxxx{% endcapture %}{% for i in (1..40) %}"
@@ -104,7 +104,7 @@ static void test_bomb_recursive_partials(void)
 	int rc = ng_liquid_render(t, NULL, &o, &b, err, sizeof err);
 	ASSERT_EQ_INT(rc, -EINVAL);
 	ASSERT_CONTAINS(err, "Nesting too deep");
-	ASSERT_CMP_INT(ng_test_now_ms() - t0, <, 2000);
+	ASSERT_CMP_INT(ng_test_now_ms() - t0, <, 5000);
 	ng_liquid_buf_free(&b);
 	ng_liquid_free(t);
 }
