@@ -61,15 +61,15 @@ static json_t *sample_for(const char *path, const char *data_file)
 	else {
 		const char *slash = strrchr(path, '/');
 		snprintf(f, sizeof f, "%.*s/samples/sample.json", slash ? (int)(slash - path) : 1,
-			 slash ? path : ".");
+		         slash ? path : ".");
 	}
 	json_t *j = json_load_file(f, 0, &je);
 	if (j)
 		return j;
 	return json_pack("{s:{s:s,s:s},s:{s:s,s:s,s:s},s:{s:s,s:s}}", "customer", "first_name",
-			 "Ada", "email", "ada@example.com", "store", "name", "Example Store",
-			 "postal_address", "1 Example Street", "base_url", "https://example.com",
-			 "message", "id", "sample", "key", "sample");
+	                 "Ada", "email", "ada@example.com", "store", "name", "Example Store",
+	                 "postal_address", "1 Example Street", "base_url", "https://example.com",
+	                 "message", "id", "sample", "key", "sample");
 }
 
 int ng_cmd_check(int argc, char **argv)

@@ -24,11 +24,11 @@ struct ng_liquid_buf {
 void ng_liquid_buf_free(struct ng_liquid_buf *b);
 
 struct ng_liquid_limits {
-	size_t max_output;          /* bytes of output (and of any one captured string); 0: 1 MiB */
-	uint64_t max_iterations;    /* loop iterations over the whole render, partials included */
+	size_t max_output;       /* bytes of output (and of any one captured string); 0: 1 MiB */
+	uint64_t max_iterations; /* loop iterations over the whole render, partials included */
 	uint64_t max_tmpl_iterations; /* loop iterations within one template or partial; 0: none */
-	uint32_t max_depth;         /* nested include/render; 0: 100 */
-	uint32_t max_ms;            /* wall-clock time of one render; 0: 1000 ms */
+	uint32_t max_depth;           /* nested include/render; 0: 100 */
+	uint32_t max_ms;              /* wall-clock time of one render; 0: 1000 ms */
 };
 
 /*
@@ -39,7 +39,7 @@ struct ng_liquid_limits {
  */
 struct ng_liquid_loader {
 	int (*load)(void *ud, const char *name, const struct ng_liquid_tmpl **out, char *err,
-		    size_t errlen);
+	            size_t errlen);
 	void *ud;
 };
 
@@ -53,9 +53,9 @@ struct ng_liquid_var {
 struct ng_liquid_render_opts {
 	const struct ng_liquid_limits *limits; /* NULL: the defaults */
 	const struct ng_liquid_loader *loader; /* NULL: include/render fail */
-	int64_t now;        /* unix seconds for 'now' and 'today'; 0: the real clock */
-	const char *tz;     /* IANA zone for dates without an offset; NULL: UTC */
-	const char *locale; /* for `money`; NULL: "en" */
+	int64_t now;          /* unix seconds for 'now' and 'today'; 0: the real clock */
+	const char *tz;       /* IANA zone for dates without an offset; NULL: UTC */
+	const char *locale;   /* for `money`; NULL: "en" */
 	const char *currency; /* for `money` without an argument; NULL: "USD" */
 	const struct ng_liquid_var *vars; /* seen before the data, as if assigned */
 	size_t nvars;
@@ -74,13 +74,13 @@ struct ng_liquid_parse_opts {
  * naming line and column ("NAME:LINE:COL: Liquid syntax error: …").
  */
 int ng_liquid_parse(const char *src, size_t len, const struct ng_liquid_parse_opts *o,
-		    struct ng_liquid_tmpl **out, char *err, size_t errlen);
+                    struct ng_liquid_tmpl **out, char *err, size_t errlen);
 void ng_liquid_free(struct ng_liquid_tmpl *t);
 
 /* Partial names the template includes or renders by literal name, and the line of each first
  * use (for `nudge check`). Returns how many there are (may exceed max). */
 size_t ng_liquid_partials(const struct ng_liquid_tmpl *t, const char **names, int *lines,
-			  size_t max);
+                          size_t max);
 
 /*
  * Renders t against data (a JSON object, or NULL) into out (appended after out->len=0). Returns 0,
@@ -88,8 +88,8 @@ size_t ng_liquid_partials(const struct ng_liquid_tmpl *t, const char **names, in
  * for a render error (divided by 0, a missing partial…). Thread-safe.
  */
 int ng_liquid_render(const struct ng_liquid_tmpl *t, const json_t *data,
-		     const struct ng_liquid_render_opts *o, struct ng_liquid_buf *out, char *err,
-		     size_t errlen);
+                     const struct ng_liquid_render_opts *o, struct ng_liquid_buf *out, char *err,
+                     size_t errlen);
 
 /*
  * A cache of compiled templates keyed by the SHA-256 of their source and parse options: the same
@@ -99,8 +99,8 @@ struct ng_liquid_cache;
 struct ng_liquid_cache *ng_liquid_cache_new(void);
 void ng_liquid_cache_free(struct ng_liquid_cache *c);
 int ng_liquid_cache_get(struct ng_liquid_cache *c, const char *src, size_t len,
-			const struct ng_liquid_parse_opts *o, const struct ng_liquid_tmpl **out,
-			char *err, size_t errlen);
+                        const struct ng_liquid_parse_opts *o, const struct ng_liquid_tmpl **out,
+                        char *err, size_t errlen);
 
 /* Whether name is a filter the engine knows (for `nudge check`). */
 int ng_liquid_filter_known(const char *name, size_t len);

@@ -45,7 +45,7 @@ void ng_liquid_cache_free(struct ng_liquid_cache *c)
 }
 
 static void key_of(const char *src, size_t len, const struct ng_liquid_parse_opts *o,
-		   unsigned char key[32])
+                   unsigned char key[32])
 {
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	unsigned int n = 32;
@@ -54,15 +54,15 @@ static void key_of(const char *src, size_t len, const struct ng_liquid_parse_opt
 	/* The name and first line show in error messages, so they are part of the key. */
 	char opt[600];
 	int m = snprintf(opt, sizeof opt, "\n%s\n%d\n%d\n%d", o && o->name ? o->name : "",
-			 o ? o->line : 0, o ? o->strict_filters : 0, o ? o->lax : 0);
+	                 o ? o->line : 0, o ? o->strict_filters : 0, o ? o->lax : 0);
 	EVP_DigestUpdate(md, opt, (size_t)m);
 	EVP_DigestFinal_ex(md, key, &n);
 	EVP_MD_CTX_free(md);
 }
 
 int ng_liquid_cache_get(struct ng_liquid_cache *c, const char *src, size_t len,
-			const struct ng_liquid_parse_opts *o, const struct ng_liquid_tmpl **out,
-			char *err, size_t errlen)
+                        const struct ng_liquid_parse_opts *o, const struct ng_liquid_tmpl **out,
+                        char *err, size_t errlen)
 {
 	unsigned char key[32];
 	key_of(src, len, o, key);

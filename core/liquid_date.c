@@ -222,11 +222,11 @@ struct when {
 	char zone[16];
 };
 
-static const char *const mon_names[] = {"January", "February", "March",     "April",
-					"May",     "June",     "July",      "August",
-					"September", "October", "November", "December"};
+static const char *const mon_names[] = {"January",   "February", "March",    "April",
+                                        "May",       "June",     "July",     "August",
+                                        "September", "October",  "November", "December"};
 static const char *const day_names[] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
-					"Thursday", "Friday", "Saturday"};
+                                        "Thursday", "Friday", "Saturday"};
 
 static int month_of(const char *p, size_t n)
 {
@@ -490,7 +490,7 @@ static void put_num(struct ng_liquid_buf *b, int64_t v, int width, char pad)
 }
 
 static void put_str(struct ng_liquid_buf *b, const char *s, size_t n, int width, int upper,
-		    int swap, char pad)
+                    int swap, char pad)
 {
 	for (int i = (int)n; i < width; i++)
 		lq_buf_add(b, pad ? &pad : " ", 1);
@@ -552,7 +552,7 @@ static void format(struct ng_liquid_buf *b, const char *f, size_t fn, const stru
 			lq_buf_add(b, f + start, fn - start);
 			break;
 		}
-#define N(v, wd, dp)                                                                                \
+#define N(v, wd, dp)                                                                               \
 	put_num(b, (v), nopad ? 0 : (width >= 0 ? width : (wd)), nopad ? 0 : (pad ? pad : (dp)))
 #define STR(s) put_str(b, (s), strlen(s), width, upper, swap, pad == '0' ? '0' : ' ')
 		int hour12 = c.hour % 12 ? c.hour % 12 : 12;
@@ -667,13 +667,13 @@ static void format(struct ng_liquid_buf *b, const char *f, size_t fn, const stru
 			char tmp[16];
 			if (colons == 1)
 				snprintf(tmp, sizeof tmp, "%c%02d:%02d", neg ? '-' : '+', o / 3600,
-					 o % 3600 / 60);
+				         o % 3600 / 60);
 			else if (colons >= 2)
 				snprintf(tmp, sizeof tmp, "%c%02d:%02d:%02d", neg ? '-' : '+',
-					 o / 3600, o % 3600 / 60, o % 60);
+				         o / 3600, o % 3600 / 60, o % 60);
 			else
 				snprintf(tmp, sizeof tmp, "%c%02d%02d", neg ? '-' : '+', o / 3600,
-					 o % 3600 / 60);
+				         o % 3600 / 60);
 			lq_buf_add(b, tmp, strlen(tmp));
 			break;
 		}

@@ -15,18 +15,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FILTER(name)                                                                                \
-	static int f_##name(struct lq_ctx *c, struct lq_val *v, const struct lq_val *args,          \
-			    int nargs, const struct lq_val *kw, const char *const *kwnames,        \
-			    int nkw)
-#define UNUSED_ARGS                                                                                 \
-	do {                                                                                        \
-		(void)c;                                                                            \
-		(void)args;                                                                         \
-		(void)nargs;                                                                        \
-		(void)kw;                                                                           \
-		(void)kwnames;                                                                      \
-		(void)nkw;                                                                          \
+#define FILTER(name)                                                                               \
+	static int f_##name(struct lq_ctx *c, struct lq_val *v, const struct lq_val *args,         \
+	                    int nargs, const struct lq_val *kw, const char *const *kwnames,        \
+	                    int nkw)
+#define UNUSED_ARGS                                                                                \
+	do {                                                                                       \
+		(void)c;                                                                           \
+		(void)args;                                                                        \
+		(void)nargs;                                                                       \
+		(void)kw;                                                                          \
+		(void)kwnames;                                                                     \
+		(void)nkw;                                                                         \
 	} while (0)
 
 static struct lq_val arg(const struct lq_val *args, int nargs, int i)
@@ -34,14 +34,14 @@ static struct lq_val arg(const struct lq_val *args, int nargs, int i)
 	return i < nargs ? args[i] : lq_nil();
 }
 
-static struct lq_val S(struct lq_ctx *c, const struct lq_val *v)
-{
+static struct lq_val S(struct lq_ctx *c, const struct lq_val *v) {
 	return lq_to_str(c, v);
 }
 
 /* A buffer to build a string in: the render's spare one when it is free, so filters do not
  * malloc on every call. done() hands it back. */
-static struct ng_liquid_buf scratch(struct lq_ctx *c)
+static struct ng_liquid_buf
+scratch(struct lq_ctx *c)
 {
 	struct ng_liquid_buf b = c->r->scratch;
 	memset(&c->r->scratch, 0, sizeof c->r->scratch);
@@ -175,7 +175,7 @@ FILTER(rstrip)
 
 /* Replaces occurrences of `from` in s: which 0 all, 1 first, 2 last. */
 static int replace(struct lq_ctx *c, struct lq_val *v, struct lq_val from, struct lq_val to,
-		   int which)
+                   int which)
 {
 	struct lq_val s = S(c, v);
 	from = S(c, &from);
@@ -204,8 +204,7 @@ static int replace(struct lq_ctx *c, struct lq_val *v, struct lq_val from, struc
 	const char *p = s.s.p, *e = s.s.p + s.s.n;
 	if (which == 2) {
 		const char *last = NULL;
-		for (const char *q = p; (q = memmem(q, (size_t)(e - q), from.s.p, from.s.n));
-		     q++)
+		for (const char *q = p; (q = memmem(q, (size_t)(e - q), from.s.p, from.s.n)); q++)
 			last = q;
 		if (!last) {
 			*v = s;
@@ -590,8 +589,8 @@ FILTER(url_encode)
 	size_t run = 0;
 	for (size_t i = 0; i < s.s.n; i++) {
 		unsigned char ch = (unsigned char)s.s.p[i];
-		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		    ch == '-' || ch == '_' || ch == '.' || ch == '~')
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == '~')
 			continue;
 		lq_buf_add(&b, s.s.p + run, i - run);
 		run = i + 1;
@@ -631,7 +630,7 @@ FILTER(url_decode)
 		if (ch == '+') {
 			ch = ' ';
 		} else if (ch == '%' && i + 2 < s.s.n + 0 && hexv(s.s.p[i + 1]) >= 0 &&
-			   hexv(s.s.p[i + 2]) >= 0) {
+		           hexv(s.s.p[i + 2]) >= 0) {
 			ch = (char)(hexv(s.s.p[i + 1]) * 16 + hexv(s.s.p[i + 2]));
 			i += 2;
 		}
@@ -1062,7 +1061,7 @@ FILTER(map)
 }
 
 static int select_where(struct lq_ctx *c, struct lq_val *v, const struct lq_val *args, int nargs,
-			int reject)
+                        int reject)
 {
 	if (v->t == LQ_NIL)
 		return 0;
@@ -1103,7 +1102,7 @@ FILTER(reject)
 }
 
 static int find_item(struct lq_ctx *c, struct lq_val *v, const struct lq_val *args, int nargs,
-		     int mode)
+                     int mode)
 {
 	struct lq_val key = arg(args, nargs, 0);
 	key = S(c, &key);
@@ -1113,7 +1112,9 @@ static int find_item(struct lq_ctx *c, struct lq_val *v, const struct lq_val *ar
 		struct lq_val xv = lq_from_json(prop(e, &key));
 		int hit = nargs > 1 ? lq_equal(&xv, &args[1]) : lq_truthy(&xv);
 		if (hit) {
-			*v = mode == 0 ? lq_from_json(e) : mode == 1 ? lq_int((int64_t)i) : lq_bool(1);
+			*v = mode == 0   ? lq_from_json(e)
+			     : mode == 1 ? lq_int((int64_t)i)
+			                 : lq_bool(1);
 			return 0;
 		}
 	}
@@ -1182,7 +1183,7 @@ static int sort_cmp(const void *pa, const void *pb, void *ud)
 }
 
 static int sort_impl(struct lq_ctx *c, struct lq_val *v, const struct lq_val *args, int nargs,
-		     int natural)
+                     int natural)
 {
 	if (v->t == LQ_NIL)
 		return 0;
@@ -1354,11 +1355,10 @@ struct currency {
 	int decimals;
 };
 static const struct currency currencies[] = {
-	{"USD", "$", 2},    {"EUR", "€", 2},   {"GBP", "£", 2},   {"JPY", "¥", 0},
-	{"CAD", "CA$", 2},  {"AUD", "A$", 2},  {"NZD", "NZ$", 2}, {"CHF", "CHF", 2},
-	{"SEK", "kr", 2},   {"NOK", "kr", 2},  {"DKK", "kr.", 2}, {"PLN", "zł", 2},
-	{"CZK", "Kč", 2},   {"INR", "₹", 2},   {"BRL", "R$", 2},  {"MXN", "MX$", 2},
-	{"CNY", "CN¥", 2},  {"KRW", "₩", 0},   {"HUF", "Ft", 2},  {"ZAR", "R", 2},
+    {"USD", "$", 2},   {"EUR", "€", 2},   {"GBP", "£", 2},   {"JPY", "¥", 0},  {"CAD", "CA$", 2},
+    {"AUD", "A$", 2},  {"NZD", "NZ$", 2}, {"CHF", "CHF", 2}, {"SEK", "kr", 2}, {"NOK", "kr", 2},
+    {"DKK", "kr.", 2}, {"PLN", "zł", 2},  {"CZK", "Kč", 2},  {"INR", "₹", 2},  {"BRL", "R$", 2},
+    {"MXN", "MX$", 2}, {"CNY", "CN¥", 2}, {"KRW", "₩", 0},   {"HUF", "Ft", 2}, {"ZAR", "R", 2},
 };
 
 FILTER(money)
@@ -1396,7 +1396,8 @@ FILTER(money)
 	 * (Dutch € 1.234,56); French, Nordic and Polish 1 234,56 € (narrow no-break spaces). */
 	const char *thou = ",", *decsep = ".";
 	int suffix = 0;
-	char l2[3] = {(char)tolower((unsigned char)loc[0]), (char)tolower((unsigned char)loc[1]), 0};
+	char l2[3] = {(char)tolower((unsigned char)loc[0]), (char)tolower((unsigned char)loc[1]),
+	              0};
 #define L(a, b) (((unsigned)(a) << 8) | (unsigned)(b))
 	switch (L(l2[0], l2[1])) {
 	case L('d', 'e'):
@@ -1509,72 +1510,75 @@ struct filter_entry {
 	lq_filter_fn fn;
 };
 
-#define F(n) {#n, f_##n}
+#define F(n)                                                                                       \
+	{                                                                                          \
+#n, f_##n                                                                          \
+	}
 static const struct filter_entry table[] = {
-	F(abs),
-	F(append),
-	F(at_least),
-	F(at_most),
-	F(base64_decode),
-	F(base64_encode),
-	{"base64_url_safe_decode", f_base64_decode},
-	F(base64_url_safe_encode),
-	F(capitalize),
-	F(ceil),
-	F(compact),
-	F(concat),
-	F(date),
-	F(default),
-	F(divided_by),
-	F(downcase),
-	F(escape),
-	F(escape_once),
-	F(find),
-	F(find_index),
-	F(first),
-	F(flatten),
-	F(floor),
-	{"h", f_escape},
-	F(has),
-	F(join),
-	F(json),
-	F(last),
-	F(lstrip),
-	F(map),
-	F(minus),
-	F(modulo),
-	F(money),
-	F(newline_to_br),
-	F(plus),
-	F(prepend),
-	F(reject),
-	F(remove),
-	F(remove_first),
-	F(remove_last),
-	F(replace),
-	F(replace_first),
-	F(replace_last),
-	F(reverse),
-	F(round),
-	F(rstrip),
-	F(size),
-	F(slice),
-	F(sort),
-	F(sort_natural),
-	F(split),
-	F(strip),
-	F(strip_html),
-	F(strip_newlines),
-	F(sum),
-	F(times),
-	F(tracking),
-	F(truncate),
-	F(truncatewords),
-	F(uniq),
-	F(upcase),
-	F(url_decode),
-	F(url_encode),
-	F(where),
+    F(abs),
+    F(append),
+    F(at_least),
+    F(at_most),
+    F(base64_decode),
+    F(base64_encode),
+    {"base64_url_safe_decode", f_base64_decode},
+    F(base64_url_safe_encode),
+    F(capitalize),
+    F(ceil),
+    F(compact),
+    F(concat),
+    F(date),
+    F(default),
+    F(divided_by),
+    F(downcase),
+    F(escape),
+    F(escape_once),
+    F(find),
+    F(find_index),
+    F(first),
+    F(flatten),
+    F(floor),
+    {"h", f_escape},
+    F(has),
+    F(join),
+    F(json),
+    F(last),
+    F(lstrip),
+    F(map),
+    F(minus),
+    F(modulo),
+    F(money),
+    F(newline_to_br),
+    F(plus),
+    F(prepend),
+    F(reject),
+    F(remove),
+    F(remove_first),
+    F(remove_last),
+    F(replace),
+    F(replace_first),
+    F(replace_last),
+    F(reverse),
+    F(round),
+    F(rstrip),
+    F(size),
+    F(slice),
+    F(sort),
+    F(sort_natural),
+    F(split),
+    F(strip),
+    F(strip_html),
+    F(strip_newlines),
+    F(sum),
+    F(times),
+    F(tracking),
+    F(truncate),
+    F(truncatewords),
+    F(uniq),
+    F(upcase),
+    F(url_decode),
+    F(url_encode),
+    F(where),
 };
 #undef F
 

@@ -89,9 +89,9 @@ struct lq_render; /* one render call: shared by every context it creates */
 struct lq_ctx {
 	struct lq_render *r;
 	const json_t *env;
-	struct lq_var *scope;     /* loop variables and include arguments, innermost first */
-	struct lq_var *assigns;   /* assign and capture: the template's global scope */
-	struct lq_var *counters;  /* increment / decrement */
+	struct lq_var *scope;    /* loop variables and include arguments, innermost first */
+	struct lq_var *assigns;  /* assign and capture: the template's global scope */
+	struct lq_var *counters; /* increment / decrement */
 	struct lq_counter *cycles;
 	struct lq_counter *offsets; /* for … offset:continue */
 	const struct lq_loop *loop;
@@ -123,7 +123,8 @@ struct lq_render {
 };
 
 /* Records a render error ("Liquid error (line N): …") and returns -EINVAL. */
-int lq_error(struct lq_ctx *c, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int lq_error(struct lq_ctx *c, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Records a limit error and returns -E2BIG. */
 int lq_limit(struct lq_ctx *c, const char *what);
 /* Keeps a JSON value the render created until the render ends. */
@@ -200,8 +201,8 @@ struct lq_expr {
 
 struct lq_filter;
 typedef int (*lq_filter_fn)(struct lq_ctx *c, struct lq_val *v, const struct lq_val *args,
-			    int nargs, const struct lq_val *kw, const char *const *kwnames,
-			    int nkw);
+                            int nargs, const struct lq_val *kw, const char *const *kwnames,
+                            int nkw);
 
 struct lq_filter {
 	lq_filter_fn fn; /* NULL: unknown filter, passes its input through */
@@ -252,7 +253,7 @@ struct lq_block {
 };
 
 struct lq_branch {
-	struct lq_cond *cond; /* NULL: else */
+	struct lq_cond *cond;  /* NULL: else */
 	struct lq_expr **when; /* case: values (nwhen) */
 	int nwhen;
 	int negate; /* unless */

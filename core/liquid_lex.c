@@ -79,8 +79,9 @@ int lq_lex_next(struct lq_lex *l, struct lq_tok *t)
 		int out = l->p[1] == '{';
 		const char *close = find2(l->p + 2, l->end, out ? '}' : '%', '}');
 		if (!close) {
-			l->err = out ? "Variable '{{' was not properly terminated with regexp: /\\}\\}/"
-				     : "Tag '{%' was not properly terminated with regexp: /\\%\\}/";
+			l->err =
+			    out ? "Variable '{{' was not properly terminated with regexp: /\\}\\}/"
+			        : "Tag '{%' was not properly terminated with regexp: /\\%\\}/";
 			return -1;
 		}
 		const char *s = l->p + 2, *e = close;

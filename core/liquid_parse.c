@@ -37,7 +37,7 @@ struct xp {
 };
 
 static int perr(struct parser *ps, int line, int col, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static int perr(struct parser *ps, int line, int col, const char *fmt, ...)
 {
@@ -51,10 +51,10 @@ static int perr(struct parser *ps, int line, int col, const char *fmt, ...)
 	va_end(ap);
 	if (ps->o && ps->o->name)
 		snprintf(ps->err, ps->errlen, "%s:%d:%d: Liquid syntax error (line %d): %s",
-			 ps->o->name, line, col, line, msg);
+		         ps->o->name, line, col, line, msg);
 	else
 		snprintf(ps->err, ps->errlen, "Liquid syntax error (line %d, column %d): %s", line,
-			 col, msg);
+		         col, msg);
 	return -EINVAL;
 }
 
@@ -73,10 +73,10 @@ static int xnext(struct xp *x)
 		char c = *x->x.bad;
 		if (c == '\'' || c == '"')
 			return perr(x->ps, x->line, x->col,
-				    "Unexpected character %c in \"%.*s\" (an unterminated string)",
-				    c, (int)x->mlen, x->markup);
+			            "Unexpected character %c in \"%.*s\" (an unterminated string)",
+			            c, (int)x->mlen, x->markup);
 		return perr(x->ps, x->line, x->col, "Unexpected character %c in \"%.*s\"", c,
-			    (int)x->mlen, x->markup);
+		            (int)x->mlen, x->markup);
 	}
 	return 0;
 }
@@ -102,10 +102,10 @@ static int xis_id(const struct xp *x, const char *s)
 
 static const char *tokname(int k)
 {
-	static const char *const names[] = {"end_of_string", "id", "string", "number", "number",
-					    "dot", "dotdot", "open_square", "close_square",
-					    "open_round", "close_round", "comma", "colon", "pipe",
-					    "comparison", "equal"};
+	static const char *const names[] = {
+	    "end_of_string", "id",          "string",       "number",     "number",      "dot",
+	    "dotdot",        "open_square", "close_square", "open_round", "close_round", "comma",
+	    "colon",         "pipe",        "comparison",   "equal"};
 	return k >= 0 && k < (int)NG_ARRAY_LEN(names) ? names[k] : "token";
 }
 
@@ -113,7 +113,7 @@ static int xexpect(struct xp *x, int kind)
 {
 	if (x->cur.kind != kind)
 		return perr(x->ps, x->line, x->col, "Expected %s but found %s in \"%.*s\"",
-			    tokname(kind), tokname(x->cur.kind), (int)x->mlen, x->markup);
+		            tokname(kind), tokname(x->cur.kind), (int)x->mlen, x->markup);
 	return xnext(x);
 }
 
@@ -172,8 +172,8 @@ static int parse_path(struct xp *x, struct lq_expr *e)
 	}
 	if (x->cur.kind == LQX_LPAREN)
 		return perr(x->ps, x->line, x->col,
-			    "syntax error: Liquid has no method calls in \"%.*s\"", (int)x->mlen,
-			    x->markup),
+		            "syntax error: Liquid has no method calls in \"%.*s\"", (int)x->mlen,
+		            x->markup),
 		       -1;
 	return 0;
 }
@@ -200,7 +200,7 @@ static struct lq_expr *xexpr(struct xp *x)
 		memcpy(tmp, t.p, n);
 		tmp[n] = 0;
 		e = lit(ps, t.kind == LQX_INT ? lq_int(strtoll(tmp, NULL, 10))
-					      : lq_float(strtod(tmp, NULL)));
+		                              : lq_float(strtod(tmp, NULL)));
 		if (xnext(x))
 			return NULL;
 		break;
@@ -283,7 +283,8 @@ static int parse_filters(struct xp *x, struct lq_filtered *f)
 		if (xnext(x))
 			return -1;
 		/* Lax, as liquid-ruby: `a || f` is `a | f`, and a trailing `|` does nothing. */
-		if (x->ps->o && x->ps->o->lax && (x->cur.kind == LQX_PIPE || x->cur.kind == LQX_EOS))
+		if (x->ps->o && x->ps->o->lax &&
+		    (x->cur.kind == LQX_PIPE || x->cur.kind == LQX_EOS))
 			continue;
 		if (x->cur.kind != LQX_ID)
 			return xexpect(x, LQX_ID), -1;
@@ -312,7 +313,8 @@ static int parse_filters(struct xp *x, struct lq_filtered *f)
 				struct lq_xtok peek;
 				if (lq_xlex(&x->x, &peek) == 0 && peek.kind == LQX_COLON) {
 					if (nk == 32)
-						return perr(x->ps, x->line, x->col, "too many arguments"),
+						return perr(x->ps, x->line, x->col,
+						            "too many arguments"),
 						       -1;
 					kwn[nk] = lq_strndup(x->ps->a, cur.p, cur.n);
 					if (xnext(x))
@@ -354,14 +356,14 @@ static int xend(struct xp *x)
 {
 	if (x->cur.kind != LQX_EOS)
 		return perr(x->ps, x->line, x->col, "syntax error: unexpected '%.*s' in \"%.*s\"",
-			    (int)(x->cur.kind == LQX_STR ? x->cur.n + 2 : x->cur.n),
-			    x->cur.kind == LQX_STR ? x->cur.p - 1 : x->cur.p, (int)x->mlen,
-			    x->markup);
+		            (int)(x->cur.kind == LQX_STR ? x->cur.n + 2 : x->cur.n),
+		            x->cur.kind == LQX_STR ? x->cur.p - 1 : x->cur.p, (int)x->mlen,
+		            x->markup);
 	return 0;
 }
 
 static int parse_filtered(struct parser *ps, const char *p, size_t n, int line, int col,
-			  struct lq_filtered *f)
+                          struct lq_filtered *f)
 {
 	struct xp x;
 	if (xinit(&x, ps, p, n, line, col))
@@ -425,10 +427,10 @@ struct endset {
 };
 
 static int parse_block(struct parser *ps, struct lq_lex *l, struct lq_block *b,
-		       const char *const *ends, const char *opener, struct lq_tok *endtok);
+                       const char *const *ends, const char *opener, struct lq_tok *endtok);
 
 static int tag_name(const struct lq_tok *t, const char **name, size_t *nlen, const char **rest,
-		    size_t *rlen)
+                    size_t *rlen)
 {
 	const char *p = t->p, *e = t->p + t->n;
 	const char *q = p;
@@ -436,7 +438,7 @@ static int tag_name(const struct lq_tok *t, const char **name, size_t *nlen, con
 		q++;
 	} else {
 		while (q < e && ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
-				 (*q >= '0' && *q <= '9') || *q == '_'))
+		                 (*q >= '0' && *q <= '9') || *q == '_'))
 			q++;
 	}
 	*name = p;
@@ -470,26 +472,30 @@ static void add_partial(struct parser *ps, const char *name, int line)
 		ps->cappartials = ps->cappartials ? ps->cappartials * 2 : 4;
 		ps->partials = ng_xrealloc(ps->partials, ps->cappartials * sizeof *ps->partials);
 		ps->partial_lines =
-			ng_xrealloc(ps->partial_lines, ps->cappartials * sizeof *ps->partial_lines);
+		    ng_xrealloc(ps->partial_lines, ps->cappartials * sizeof *ps->partial_lines);
 	}
 	ps->partial_lines[ps->npartials] = line;
 	ps->partials[ps->npartials++] = name;
 }
 
 static int parse_for(struct parser *ps, struct lq_lex *l, const struct lq_tok *t, const char *m,
-		     size_t mn, struct lq_node *nd, int tablerow)
+                     size_t mn, struct lq_node *nd, int tablerow)
 {
 	struct xp x;
 	if (xinit(&x, ps, m, mn, t->line, t->col))
 		return -1;
 	if (x.cur.kind != LQX_ID)
-		return perr(ps, t->line, t->col, "Syntax Error in 'for loop' - Valid syntax: for [item] in [collection]");
+		return perr(
+		    ps, t->line, t->col,
+		    "Syntax Error in 'for loop' - Valid syntax: for [item] in [collection]");
 	nd->loop.var = lq_strndup(ps->a, x.cur.p, x.cur.n);
 	nd->loop.vlen = x.cur.n;
 	if (xnext(&x))
 		return -1;
 	if (!xis_id(&x, "in"))
-		return perr(ps, t->line, t->col, "Syntax Error in 'for loop' - Valid syntax: for [item] in [collection]");
+		return perr(
+		    ps, t->line, t->col,
+		    "Syntax Error in 'for loop' - Valid syntax: for [item] in [collection]");
 	if (xnext(&x))
 		return -1;
 	const char *cs = x.cur.p;
@@ -516,11 +522,14 @@ static int parse_for(struct parser *ps, struct lq_lex *l, const struct lq_tok *t
 				return -1;
 			continue;
 		}
-		int which = xis_id(&x, "limit") ? 1 : xis_id(&x, "offset") ? 2
-						     : xis_id(&x, "cols")     ? 3
-									      : 0;
+		int which = xis_id(&x, "limit")    ? 1
+		            : xis_id(&x, "offset") ? 2
+		            : xis_id(&x, "cols")   ? 3
+		                                   : 0;
 		if (!which)
-			return perr(ps, t->line, t->col, "Invalid attribute in for loop. Valid attributes are limit and offset");
+			return perr(
+			    ps, t->line, t->col,
+			    "Invalid attribute in for loop. Valid attributes are limit and offset");
 		if (xnext(&x) || xexpect(&x, LQX_COLON))
 			return -1;
 		if (which == 2 && xis_id(&x, "continue")) {
@@ -543,8 +552,8 @@ static int parse_for(struct parser *ps, struct lq_lex *l, const struct lq_tok *t
 	static const char *const tends[] = {"endtablerow", NULL};
 	static const char *const fend2[] = {"endfor", NULL};
 	struct lq_tok end;
-	if (parse_block(ps, l, &nd->loop.body, tablerow ? tends : fends, tablerow ? "tablerow" : "for",
-			&end))
+	if (parse_block(ps, l, &nd->loop.body, tablerow ? tends : fends,
+	                tablerow ? "tablerow" : "for", &end))
 		return -1;
 	if (!tablerow && name_is(end.p, 4, "else") && end.n >= 4 && !(end.n > 4 && end.p[4] != ' '))
 		if (parse_block(ps, l, &nd->loop.els, fend2, "for", &end))
@@ -553,7 +562,7 @@ static int parse_for(struct parser *ps, struct lq_lex *l, const struct lq_tok *t
 }
 
 static int parse_if(struct parser *ps, struct lq_lex *l, const struct lq_tok *t, const char *m,
-		    size_t mn, struct lq_node *nd, int unless)
+                    size_t mn, struct lq_node *nd, int unless)
 {
 	static const char *const ends_if[] = {"endif", "elsif", "else", NULL};
 	static const char *const ends_unless[] = {"endunless", "elsif", "else", NULL};
@@ -569,7 +578,9 @@ static int parse_if(struct parser *ps, struct lq_lex *l, const struct lq_tok *t,
 			if (xinit(&x, ps, m, mn, line, col))
 				return -1;
 			if (x.cur.kind == LQX_EOS)
-				return perr(ps, line, col, "Syntax Error in tag 'if' - Valid syntax: if [expression]");
+				return perr(
+				    ps, line, col,
+				    "Syntax Error in tag 'if' - Valid syntax: if [expression]");
 			if (!(b->cond = parse_cond(&x)))
 				return -1;
 			b->negate = unless && tail == &nd->cond.branches;
@@ -577,8 +588,9 @@ static int parse_if(struct parser *ps, struct lq_lex *l, const struct lq_tok *t,
 		*tail = b;
 		tail = &b->next;
 		struct lq_tok end;
-		if (parse_block(ps, l, &b->body, is_else ? (const char *const[]){endname, NULL} : ends,
-				unless ? "unless" : "if", &end))
+		if (parse_block(ps, l, &b->body,
+		                is_else ? (const char *const[]){endname, NULL} : ends,
+		                unless ? "unless" : "if", &end))
 			return -1;
 		const char *en, *rest;
 		size_t enl, rl;
@@ -594,7 +606,7 @@ static int parse_if(struct parser *ps, struct lq_lex *l, const struct lq_tok *t,
 }
 
 static int parse_case(struct parser *ps, struct lq_lex *l, const struct lq_tok *t, const char *m,
-		      size_t mn, struct lq_node *nd)
+                      size_t mn, struct lq_node *nd)
 {
 	struct xp x;
 	if (xinit(&x, ps, m, mn, t->line, t->col))
@@ -621,7 +633,8 @@ static int parse_case(struct parser *ps, struct lq_lex *l, const struct lq_tok *
 				return -1;
 			for (;;) {
 				if (n == 64)
-					return perr(ps, end.line, end.col, "too many values in when");
+					return perr(ps, end.line, end.col,
+					            "too many values in when");
 				if (!(vals[n++] = xexpr(&x)))
 					return -1;
 				if (x.cur.kind == LQX_COMMA || xis_id(&x, "or")) {
@@ -645,14 +658,14 @@ static int parse_case(struct parser *ps, struct lq_lex *l, const struct lq_tok *
 }
 
 static int parse_partial(struct parser *ps, const struct lq_tok *t, const char *m, size_t mn,
-			 struct lq_node *nd, int render)
+                         struct lq_node *nd, int render)
 {
 	struct xp x;
 	if (xinit(&x, ps, m, mn, t->line, t->col))
 		return -1;
 	if (render && x.cur.kind != LQX_STR)
 		return perr(ps, t->line, t->col,
-			    "Syntax error in tag 'render' - Template name must be a quoted string");
+		            "Syntax error in tag 'render' - Template name must be a quoted string");
 	if (!(nd->partial.tname = xexpr(&x)))
 		return -1;
 	if (nd->partial.tname->kind == LQE_LIT && nd->partial.tname->lit.t == LQ_STR)
@@ -702,7 +715,7 @@ static int parse_partial(struct parser *ps, const struct lq_tok *t, const char *
 }
 
 static int parse_cycle(struct parser *ps, const struct lq_tok *t, const char *m, size_t mn,
-		       struct lq_node *nd)
+                       struct lq_node *nd)
 {
 	struct xp x;
 	if (xinit(&x, ps, m, mn, t->line, t->col))
@@ -772,7 +785,7 @@ static int skip_comment(struct parser *ps, struct lq_lex *l, const struct lq_tok
 
 /* Parses one tag token into *out (NULL for tags that produce no node). */
 static int parse_tag(struct parser *ps, struct lq_lex *l, const struct lq_tok *t,
-		     struct lq_node **out)
+                     struct lq_node **out)
 {
 	const char *n, *m;
 	size_t nl, mn;
@@ -788,15 +801,20 @@ static int parse_tag(struct parser *ps, struct lq_lex *l, const struct lq_tok *t
 		nd = node(ps, LQN_ASSIGN, line);
 		const char *eq = memchr(m, '=', mn);
 		if (!eq || (eq + 1 < m + mn && eq[1] == '='))
-			return perr(ps, line, col, "Syntax Error in 'assign' - Valid syntax: assign [var] = [source]");
+			return perr(
+			    ps, line, col,
+			    "Syntax Error in 'assign' - Valid syntax: assign [var] = [source]");
 		const char *ve = eq;
 		while (ve > m && (ve[-1] == ' ' || ve[-1] == '\t'))
 			ve--;
 		if (ve == m)
-			return perr(ps, line, col, "Syntax Error in 'assign' - Valid syntax: assign [var] = [source]");
+			return perr(
+			    ps, line, col,
+			    "Syntax Error in 'assign' - Valid syntax: assign [var] = [source]");
 		nd->assign.name = lq_strndup(ps->a, m, (size_t)(ve - m));
 		nd->assign.nlen = (size_t)(ve - m);
-		if (parse_filtered(ps, eq + 1, (size_t)(m + mn - eq - 1), line, col, &nd->assign.val))
+		if (parse_filtered(ps, eq + 1, (size_t)(m + mn - eq - 1), line, col,
+		                   &nd->assign.val))
 			return -1;
 		*out = nd;
 		return 0;
@@ -814,7 +832,8 @@ static int parse_tag(struct parser *ps, struct lq_lex *l, const struct lq_tok *t
 		while (vn < mn && m[vn] != ' ')
 			vn++;
 		if (!vn)
-			return perr(ps, line, col, "Syntax Error in 'capture' - Valid syntax: capture [var]");
+			return perr(ps, line, col,
+			            "Syntax Error in 'capture' - Valid syntax: capture [var]");
 		const char *v = m;
 		if (vn >= 2 && (v[0] == '\'' || v[0] == '"')) {
 			v++;
@@ -891,7 +910,8 @@ static int parse_tag(struct parser *ps, struct lq_lex *l, const struct lq_tok *t
 				return perr(ps, line, col, "'doc' tag was never closed");
 			const char *a, *b;
 			size_t an, bn;
-			if (x.kind == LQT_TAG && (tag_name(&x, &a, &an, &b, &bn), name_is(a, an, "enddoc")))
+			if (x.kind == LQT_TAG &&
+			    (tag_name(&x, &a, &an, &b, &bn), name_is(a, an, "enddoc")))
 				return 0;
 		}
 	}
@@ -930,7 +950,7 @@ static int is_end(const char *n, size_t nl, const char *const *ends)
 }
 
 static int parse_block(struct parser *ps, struct lq_lex *l, struct lq_block *b,
-		       const char *const *ends, const char *opener, struct lq_tok *endtok)
+                       const char *const *ends, const char *opener, struct lq_tok *endtok)
 {
 	struct lq_node **tail = &b->first;
 	while (*tail)
@@ -970,13 +990,13 @@ static int parse_block(struct parser *ps, struct lq_lex *l, struct lq_block *b,
 			}
 			if (nl > 3 && memcmp(n, "end", 3) == 0 && opener)
 				return perr(ps, t.line, t.col,
-					    "'%.*s' is not a valid delimiter for %s tags. use %s",
-					    (int)nl, n, opener, ends[0]);
+				            "'%.*s' is not a valid delimiter for %s tags. use %s",
+				            (int)nl, n, opener, ends[0]);
 			if ((name_is(n, nl, "else") || name_is(n, nl, "elsif") ||
 			     name_is(n, nl, "when")) &&
 			    !opener)
-				return perr(ps, t.line, t.col, "Unexpected outer '%.*s' tag", (int)nl,
-					    n);
+				return perr(ps, t.line, t.col, "Unexpected outer '%.*s' tag",
+				            (int)nl, n);
 			if (parse_tag(ps, l, &t, &nd))
 				return -1;
 			if (!nd)
@@ -990,7 +1010,7 @@ static int parse_block(struct parser *ps, struct lq_lex *l, struct lq_block *b,
 }
 
 int ng_liquid_parse(const char *src, size_t len, const struct ng_liquid_parse_opts *o,
-		    struct ng_liquid_tmpl **out, char *err, size_t errlen)
+                    struct ng_liquid_tmpl **out, char *err, size_t errlen)
 {
 	struct ng_liquid_tmpl *t = ng_xcalloc(1, sizeof *t);
 	t->src = ng_xmalloc(len + 1);
@@ -1037,7 +1057,7 @@ void ng_liquid_free(struct ng_liquid_tmpl *t)
 }
 
 size_t ng_liquid_partials(const struct ng_liquid_tmpl *t, const char **names, int *lines,
-			  size_t max)
+                          size_t max)
 {
 	for (size_t i = 0; i < t->npartials && i < max; i++) {
 		names[i] = t->partials[i];

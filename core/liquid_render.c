@@ -49,7 +49,7 @@ int lq_limit(struct lq_ctx *c, const char *what)
 	r->code = -E2BIG;
 	const char *name = c->tmpl ? c->tmpl->name : NULL;
 	snprintf(r->err, r->errlen, "Liquid error%s%s%s: Memory limits exceeded: %s limit reached",
-		 name ? " (" : "", name ? name : "", name ? ")" : "", what);
+	         name ? " (" : "", name ? name : "", name ? ")" : "", what);
 	return r->code;
 }
 
@@ -83,7 +83,7 @@ static int tick(struct lq_ctx *c)
 		r->failed = 1;
 		r->code = -E2BIG;
 		snprintf(r->err, r->errlen, "Liquid error: render time limit (%u ms) exceeded",
-			 r->lim.max_ms);
+		         r->lim.max_ms);
 		return r->code;
 	}
 	return 0;
@@ -189,7 +189,7 @@ static int eval(struct lq_ctx *c, const struct lq_expr *e, struct lq_val *out, i
 }
 
 static int eval_filtered(struct lq_ctx *c, const struct lq_filtered *f, struct lq_val *out,
-			 int line)
+                         int line)
 {
 	if (eval(c, f->e, out, line))
 		return c->r->code;
@@ -299,7 +299,7 @@ static int cmp1(struct lq_ctx *c, const struct lq_cond *k, int *res, int line)
 			return 0;
 		}
 		return lq_error(c, line, "comparison of %s with %s failed", type_name(&l),
-				type_name(&r));
+		                type_name(&r));
 	}
 	switch (k->op) {
 	case LQC_LT:
@@ -369,11 +369,11 @@ static void coll_make(struct lq_ctx *c, const struct lq_val *v, struct coll *k)
 }
 
 static struct lq_counter *counter(struct lq_counter **list, struct lq_ctx *c, const void *key,
-				  const char *skey, size_t sklen)
+                                  const char *skey, size_t sklen)
 {
 	for (struct lq_counter *k = *list; k; k = k->next)
 		if (skey ? (k->skey && k->sklen == sklen && memcmp(k->skey, skey, sklen) == 0)
-			 : k->key == key)
+		         : k->key == key)
 			return k;
 	struct lq_counter *k = lq_alloc(&c->r->arena, sizeof *k);
 	memset(k, 0, sizeof *k);
@@ -386,13 +386,13 @@ static struct lq_counter *counter(struct lq_counter **list, struct lq_ctx *c, co
 }
 
 static int slice_bounds(struct lq_ctx *c, const struct lq_node *n, int64_t len, int64_t *from,
-			int64_t *to)
+                        int64_t *to)
 {
 	int64_t f = 0, lim = -1;
 	struct lq_val v;
 	if (n->loop.offset_continue) {
 		struct lq_counter *k =
-			counter(&c->offsets, c, NULL, n->loop.coll_key, strlen(n->loop.coll_key));
+		    counter(&c->offsets, c, NULL, n->loop.coll_key, strlen(n->loop.coll_key));
 		f = k->n;
 	} else if (n->loop.offset) {
 		if (eval(c, n->loop.offset, &v, n->line))
@@ -436,7 +436,7 @@ static int render_for(struct lq_ctx *c, const struct lq_node *n)
 		return c->r->code;
 	if (n->loop.offset_continue || 1) {
 		struct lq_counter *oc =
-			counter(&c->offsets, c, NULL, n->loop.coll_key, strlen(n->loop.coll_key));
+		    counter(&c->offsets, c, NULL, n->loop.coll_key, strlen(n->loop.coll_key));
 		oc->n = to;
 	}
 	int64_t cnt = to - from;
@@ -511,7 +511,8 @@ static int render_tablerow(struct lq_ctx *c, const struct lq_node *n)
 			break;
 		loop.index0 = i;
 		item.v = coll_get(&k, from + i);
-		int m = snprintf(tmp, sizeof tmp, "<td class=\"col%lld\">", (long long)loop.col0 + 1);
+		int m =
+		    snprintf(tmp, sizeof tmp, "<td class=\"col%lld\">", (long long)loop.col0 + 1);
 		lq_buf_add(c->r->out, tmp, (size_t)m);
 		if ((rc = render_block(c, &n->loop.body)))
 			break;
@@ -524,7 +525,7 @@ static int render_tablerow(struct lq_ctx *c, const struct lq_node *n)
 		}
 		if (loop.col0 + 1 == cols && i != cnt - 1) {
 			m = snprintf(tmp, sizeof tmp, "</tr>\n<tr class=\"row%lld\">",
-				     (long long)loop.row + 1);
+			             (long long)loop.row + 1);
 			lq_buf_add(c->r->out, tmp, (size_t)m);
 		}
 		if (loop.col0 + 1 == cols) {
@@ -543,7 +544,7 @@ static int render_tablerow(struct lq_ctx *c, const struct lq_node *n)
 /* ---- partials ---- */
 
 static int load_partial(struct lq_ctx *c, const struct lq_node *n, const char *name,
-			const struct ng_liquid_tmpl **out)
+                        const struct ng_liquid_tmpl **out)
 {
 	const struct ng_liquid_loader *ld = c->r->o ? c->r->o->loader : NULL;
 	if (!ld)
@@ -676,7 +677,8 @@ static int render_render(struct lq_ctx *c, const struct lq_node *n)
 	if (n->partial.alias)
 		blen = n->partial.alen;
 	struct coll k = {0};
-	int loop = n->partial.is_for && (wv.t == LQ_RANGE || (wv.t == LQ_JSON && json_is_array(wv.j)));
+	int loop =
+	    n->partial.is_for && (wv.t == LQ_RANGE || (wv.t == LQ_JSON && json_is_array(wv.j)));
 	if (loop)
 		coll_make(c, &wv, &k);
 	int64_t count = loop ? k.len : 1;
@@ -860,8 +862,8 @@ static int render_block(struct lq_ctx *c, const struct lq_block *b)
 }
 
 int ng_liquid_render(const struct ng_liquid_tmpl *t, const json_t *data,
-		     const struct ng_liquid_render_opts *o, struct ng_liquid_buf *out, char *err,
-		     size_t errlen)
+                     const struct ng_liquid_render_opts *o, struct ng_liquid_buf *out, char *err,
+                     size_t errlen)
 {
 	static const struct ng_liquid_limits defaults = {0};
 	struct lq_render r = {0};
@@ -891,7 +893,7 @@ int ng_liquid_render(const struct ng_liquid_tmpl *t, const json_t *data,
 	struct lq_ctx c = {.r = &r, .env = data, .tmpl = t};
 	for (size_t i = 0; o && i < o->nvars; i++)
 		set_assign(&c, o->vars[i].name, strlen(o->vars[i].name),
-			   lq_str(o->vars[i].value, o->vars[i].len));
+		           lq_str(o->vars[i].value, o->vars[i].len));
 	int rc = render_block(&c, &t->root);
 	if (!rc && r.failed)
 		rc = r.code;

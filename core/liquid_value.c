@@ -163,7 +163,8 @@ int lq_is_empty(const struct lq_val *v)
 	case LQ_STR:
 		return v->s.n == 0;
 	case LQ_JSON:
-		return json_is_array(v->j) ? json_array_size(v->j) == 0 : json_object_size(v->j) == 0;
+		return json_is_array(v->j) ? json_array_size(v->j) == 0
+		                           : json_object_size(v->j) == 0;
 	case LQ_EMPTY:
 	case LQ_BLANK:
 		return 1;
@@ -285,8 +286,8 @@ void lq_buf_fmt_float(struct ng_liquid_buf *b, double f)
 		char sign = *ex == '-' ? '-' : '+';
 		if (*ex == '-' || *ex == '+')
 			ex++;
-		int n = snprintf(tmp, sizeof tmp, "%s%se%c%02d", m, strchr(m, '.') ? "" : ".0", sign,
-				 atoi(ex));
+		int n = snprintf(tmp, sizeof tmp, "%s%se%c%02d", m, strchr(m, '.') ? "" : ".0",
+		                 sign, atoi(ex));
 		lq_buf_add(b, tmp, (size_t)n);
 		return;
 	}
@@ -668,8 +669,8 @@ size_t lq_elements(struct lq_ctx *c, const struct lq_val *v, struct lq_val **out
 		n = lq_size(v);
 		/* A range is materialised only for filters; each element counts as an iteration. */
 		uint64_t left = c->r->lim.max_iterations > c->r->iterations
-					? c->r->lim.max_iterations - c->r->iterations
-					: 0;
+		                    ? c->r->lim.max_iterations - c->r->iterations
+		                    : 0;
 		if (n > left) {
 			lq_limit(c, "loop iterations");
 			*out = NULL;

@@ -22,7 +22,7 @@
 
 enum { P_SUBJECT, P_FROM, P_PREHEADER, P_HTML, P_TEXT, P_BODY, P_COUNT };
 static const char *const part_names[P_COUNT] = {"subject", "from_name", "preheader",
-						"html",    "text",      "body"};
+                                                "html",    "text",      "body"};
 
 struct msg {
 	char *name;
@@ -121,10 +121,10 @@ static int is_blank(const char *s, const char *e)
 }
 
 static void check_refs(const struct ng_msgtmpl_set *set, struct sink *sk, const char *file,
-		       const struct ng_liquid_tmpl *t);
+                       const struct ng_liquid_tmpl *t);
 
 static int compile(struct ng_msgtmpl_set *set, struct sink *sk, const char *file, int line,
-		   const char *src, size_t n, int strict, const struct ng_liquid_tmpl **out)
+                   const char *src, size_t n, int strict, const struct ng_liquid_tmpl **out)
 {
 	char err[1024];
 	struct ng_liquid_parse_opts o = {.name = file, .line = line, .strict_filters = strict};
@@ -151,7 +151,7 @@ static char *unquote(const char *s, const char *e)
 
 /* Finds the next {% part NAME %} (or {% endpart %} when name is NULL) at or after p. */
 static const char *find_tag(const char *p, const char *end, const char *word, const char **name,
-			    size_t *nlen, const char **after)
+                            size_t *nlen, const char **after)
 {
 	size_t wl = strlen(word);
 	for (const char *q = p; (q = memmem(q, (size_t)(end - q), "{%", 2)); q += 2) {
@@ -192,8 +192,8 @@ static int part_index(const char *n, size_t len)
 	return -1;
 }
 
-static int load_msg(struct ng_msgtmpl_set *set, struct sink *sk, const char *path,
-		    const char *name, int strict, struct msg *m)
+static int load_msg(struct ng_msgtmpl_set *set, struct sink *sk, const char *path, const char *name,
+                    int strict, struct msg *m)
 {
 	size_t len;
 	char *src = read_file(path, &len);
@@ -230,7 +230,7 @@ static int load_msg(struct ng_msgtmpl_set *set, struct sink *sk, const char *pat
 			const char *colon = memchr(p, ':', (size_t)(le - p));
 			if (!colon) {
 				problem(sk, "%s:%d:1: front matter lines are `key: value`", path,
-					line);
+				        line);
 			} else {
 				char *key = unquote(p, colon);
 				char *val = unquote(colon + 1, le);
@@ -255,9 +255,9 @@ static int load_msg(struct ng_msgtmpl_set *set, struct sink *sk, const char *pat
 					val = NULL;
 				} else {
 					problem(sk,
-						"%s:%d:1: unknown front matter key '%s' (channel, "
-						"purpose, subject, from_name, preheader, layout)",
-						path, line, key);
+					        "%s:%d:1: unknown front matter key '%s' (channel, "
+					        "purpose, subject, from_name, preheader, layout)",
+					        path, line, key);
 				}
 				free(key);
 				free(val);
@@ -269,17 +269,17 @@ static int load_msg(struct ng_msgtmpl_set *set, struct sink *sk, const char *pat
 	if (!closed)
 		problem(sk, "%s:1:1: the front matter has no closing --- line", path);
 	if (!m->channel || (strcmp(m->channel, "email") && strcmp(m->channel, "sms") &&
-			    strcmp(m->channel, "messenger")))
+	                    strcmp(m->channel, "messenger")))
 		problem(sk, "%s:1:1: front matter needs channel: email, sms or messenger", path);
 	if (!m->purpose)
 		m->purpose = ng_xstrdup("marketing");
 	else if (strcmp(m->purpose, "marketing") && strcmp(m->purpose, "transactional"))
 		problem(sk, "%s:1:1: purpose is marketing or transactional, not '%s'", path,
-			m->purpose);
+		        m->purpose);
 	for (int i = 0; i <= P_PREHEADER; i++)
 		if (fm_val[i])
 			compile(set, sk, path, fm_line[i], fm_val[i], strlen(fm_val[i]), strict,
-				&m->part[i]);
+			        &m->part[i]);
 	/* The parts. */
 	const char *body_start = p;
 	int body_line = line;
@@ -294,18 +294,18 @@ static int load_msg(struct ng_msgtmpl_set *set, struct sink *sk, const char *pat
 		int tl = body_line + count_lines(body_start, tag);
 		if (!is_blank(q, tag))
 			problem(sk, "%s:%d:1: text outside a {%% part %%}", path,
-				body_line + count_lines(body_start, q));
+			        body_line + count_lines(body_start, q));
 		int pi = part_index(pn, pnl);
 		if (pi < P_HTML) {
 			problem(sk, "%s:%d:1: unknown part '%.*s' (html, text or body)", path, tl,
-				(int)pnl, pn);
+			        (int)pnl, pn);
 			pi = -1;
 		}
 		const char *eafter;
 		const char *etag = find_tag(after, end, "endpart", NULL, NULL, &eafter);
 		if (!etag) {
 			problem(sk, "%s:%d:1: {%% part %.*s %%} has no {%% endpart %%}", path, tl,
-				(int)pnl, pn);
+			        (int)pnl, pn);
 			break;
 		}
 		/* The part starts on the line after its tag. */
@@ -316,20 +316,21 @@ static int load_msg(struct ng_msgtmpl_set *set, struct sink *sk, const char *pat
 			cs++;
 		if (pi >= 0) {
 			if (seen[pi]++)
-				problem(sk, "%s:%d:1: a second '%s' part", path, tl, part_names[pi]);
+				problem(sk, "%s:%d:1: a second '%s' part", path, tl,
+				        part_names[pi]);
 			else
 				compile(set, sk, path, body_line + count_lines(body_start, cs), cs,
-					(size_t)(etag - cs), strict, &m->part[pi]);
+				        (size_t)(etag - cs), strict, &m->part[pi]);
 		}
 		nparts++;
 		q = eafter;
 	}
 	if (nparts && !is_blank(q, end))
 		problem(sk, "%s:%d:1: text outside a {%% part %%}", path,
-			body_line + count_lines(body_start, q));
+		        body_line + count_lines(body_start, q));
 	if (!nparts && m->channel && strcmp(m->channel, "email") != 0)
 		compile(set, sk, path, body_line, body_start, (size_t)(end - body_start), strict,
-			&m->part[P_BODY]);
+		        &m->part[P_BODY]);
 	if (m->channel && !strcmp(m->channel, "email")) {
 		if (!fm_val[P_SUBJECT])
 			problem(sk, "%s:1:1: an email needs a subject in its front matter", path);
@@ -390,7 +391,7 @@ static char **list_dir(const char *dir, size_t *n)
 }
 
 static void load_partials(struct ng_msgtmpl_set *set, struct sink *sk, const char *dir,
-			  const char *sub, const char *prefix)
+                          const char *sub, const char *prefix, int strict)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/%s", dir, sub);
@@ -404,12 +405,11 @@ static void load_partials(struct ng_msgtmpl_set *set, struct sink *sk, const cha
 		const struct ng_liquid_tmpl *t = NULL;
 		if (!src)
 			problem(sk, "%s: %s", file, strerror(errno));
-		else if (compile(set, sk, file, 1, src, len, 1, &t) == 0) {
+		else if (compile(set, sk, file, 1, src, len, strict, &t) == 0) {
 			set->partials = ng_xrealloc(set->partials,
-						    (set->npartials + 1) * sizeof *set->partials);
+			                            (set->npartials + 1) * sizeof *set->partials);
 			names[i][strlen(names[i]) - 7] = 0;
-			set->partials[set->npartials].name =
-				ng_xasprintf("%s%s", prefix, names[i]);
+			set->partials[set->npartials].name = ng_xasprintf("%s%s", prefix, names[i]);
 			set->partials[set->npartials].t = t;
 			set->npartials++;
 		}
@@ -419,8 +419,7 @@ static void load_partials(struct ng_msgtmpl_set *set, struct sink *sk, const cha
 	free(names);
 }
 
-static const struct ng_liquid_tmpl *find_partial(const struct ng_msgtmpl_set *set,
-						 const char *name)
+static const struct ng_liquid_tmpl *find_partial(const struct ng_msgtmpl_set *set, const char *name)
 {
 	if (strncmp(name, "partials/", 9) == 0)
 		name += 9;
@@ -431,7 +430,7 @@ static const struct ng_liquid_tmpl *find_partial(const struct ng_msgtmpl_set *se
 }
 
 static int loader(void *ud, const char *name, const struct ng_liquid_tmpl **out, char *err,
-		  size_t errlen)
+                  size_t errlen)
 {
 	(void)err;
 	(void)errlen;
@@ -441,7 +440,7 @@ static int loader(void *ud, const char *name, const struct ng_liquid_tmpl **out,
 
 /* Every literal include/render must name a partial the set has. */
 static void check_refs(const struct ng_msgtmpl_set *set, struct sink *sk, const char *file,
-		       const struct ng_liquid_tmpl *t)
+                       const struct ng_liquid_tmpl *t)
 {
 	const char *names[64];
 	int lines[64];
@@ -449,7 +448,7 @@ static void check_refs(const struct ng_msgtmpl_set *set, struct sink *sk, const 
 	for (size_t i = 0; i < n && i < 64; i++)
 		if (!find_partial(set, names[i]))
 			problem(sk, "%s:%d:1: missing partial '%s' (templates/partials/%s.liquid)",
-				file, lines[i], names[i], names[i]);
+			        file, lines[i], names[i], names[i]);
 }
 
 static const char *layout_of(const struct msg *m)
@@ -460,7 +459,7 @@ static const char *layout_of(const struct msg *m)
 }
 
 static int open_set(const char *dir, const char *only, int strict, struct sink *sk,
-		    struct ng_msgtmpl_set **out)
+                    struct ng_msgtmpl_set **out)
 {
 	struct ng_msgtmpl_set *set = ng_xcalloc(1, sizeof *set);
 	set->cache = ng_liquid_cache_new();
@@ -471,8 +470,8 @@ static int open_set(const char *dir, const char *only, int strict, struct sink *
 	struct stat st;
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
 		problem(sk, "%s: not a templates directory", dir);
-	load_partials(set, sk, dir, "partials", "");
-	load_partials(set, sk, dir, "layouts", "layouts/");
+	load_partials(set, sk, dir, "partials", "", strict);
+	load_partials(set, sk, dir, "layouts", "layouts/", strict);
 	set->partials_loaded = 1;
 	size_t n;
 	char **names = list_dir(dir, &n);
@@ -502,7 +501,8 @@ static int open_set(const char *dir, const char *only, int strict, struct sink *
 			char ln[256];
 			snprintf(ln, sizeof ln, "layouts/%s.html", lay);
 			if (!find_partial(set, ln))
-				problem(sk, "%s:1:1: missing layout templates/%s.liquid", m->file, ln);
+				problem(sk, "%s:1:1: missing layout templates/%s.liquid", m->file,
+				        ln);
 		}
 	}
 	*out = set;
@@ -562,8 +562,8 @@ static const char *str_at(const json_t *data, const char *obj, const char *key)
 }
 
 static char *render_part(const struct ng_liquid_tmpl *t, const json_t *data,
-			 const struct ng_liquid_render_opts *o, struct ng_liquid_buf *buf,
-			 char *err, size_t errlen, int *rc)
+                         const struct ng_liquid_render_opts *o, struct ng_liquid_buf *buf,
+                         char *err, size_t errlen, int *rc)
 {
 	if (!t || *rc)
 		return NULL;
@@ -601,7 +601,7 @@ static char *trim_line(char *s)
 }
 
 int ng_msgtmpl_render(const struct ng_msgtmpl_set *set, const char *name, const json_t *data,
-		      struct ng_rendered_message *out, char *err, size_t errlen)
+                      struct ng_rendered_message *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof *out);
 	if (errlen)
@@ -618,7 +618,7 @@ int ng_msgtmpl_render(const struct ng_msgtmpl_set *set, const char *name, const 
 	const int email = strcmp(m->channel, "email") == 0;
 	if (email && !strcmp(m->purpose, "marketing") && !str_at(data, NULL, "unsubscribe_url")) {
 		snprintf(err, errlen, "%s: a marketing email needs unsubscribe_url in its data",
-			 m->file);
+		         m->file);
 		return -EINVAL;
 	}
 	struct ng_liquid_loader ld = {loader, (void *)set};
@@ -640,7 +640,7 @@ int ng_msgtmpl_render(const struct ng_msgtmpl_set *set, const char *name, const 
 	out->subject = trim_line(render_part(m->part[P_SUBJECT], data, &o, &buf, err, errlen, &rc));
 	out->from_name = trim_line(render_part(m->part[P_FROM], data, &o, &buf, err, errlen, &rc));
 	out->preheader =
-		trim_line(render_part(m->part[P_PREHEADER], data, &o, &buf, err, errlen, &rc));
+	    trim_line(render_part(m->part[P_PREHEADER], data, &o, &buf, err, errlen, &rc));
 	out->body = render_part(m->part[P_BODY], data, &o, &buf, err, errlen, &rc);
 	char *html = render_part(m->part[P_HTML], data, &o, &buf, err, errlen, &rc);
 	char *text = render_part(m->part[P_TEXT], data, &o, &buf, err, errlen, &rc);
@@ -649,9 +649,9 @@ int ng_msgtmpl_render(const struct ng_msgtmpl_set *set, const char *name, const 
 		/* The layout sees the data plus the rendered part as `content`, and the subject and
 		 * preheader (for <title> and the hidden preview text). */
 		struct ng_liquid_var vars[3] = {
-			{"subject", out->subject ? out->subject : "", 0},
-			{"preheader", out->preheader ? out->preheader : "", 0},
-			{"content", "", 0},
+		    {"subject", out->subject ? out->subject : "", 0},
+		    {"preheader", out->preheader ? out->preheader : "", 0},
+		    {"content", "", 0},
 		};
 		vars[0].len = strlen(vars[0].value);
 		vars[1].len = strlen(vars[1].value);
@@ -705,7 +705,7 @@ void ng_msgtmpl_rendered_free(struct ng_rendered_message *m)
 /* ---- checks ---- */
 
 int ng_msgtmpl_check(const char *path, const json_t *sample, void (*report)(void *, const char *),
-		     void *ud)
+                     void *ud)
 {
 	struct sink sk = {.report = report, .ud = ud};
 	struct stat st;
@@ -713,7 +713,7 @@ int ng_msgtmpl_check(const char *path, const json_t *sample, void (*report)(void
 	if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
 		const char *slash = strrchr(path, '/');
 		snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1,
-			 slash ? path : ".");
+		         slash ? path : ".");
 		snprintf(only, sizeof only, "%s", slash ? slash + 1 : path);
 		if (ends_with(only, ".liquid"))
 			only[strlen(only) - 7] = 0;
@@ -734,7 +734,8 @@ int ng_msgtmpl_check(const char *path, const json_t *sample, void (*report)(void
 		problem(&sk, "%s: no such template", path);
 	for (size_t i = 0; i < set->nmsgs; i++) {
 		const struct msg *m = &set->msgs[i];
-		int marketing_email = !strcmp(m->channel, "email") && !strcmp(m->purpose, "marketing");
+		int marketing_email =
+		    !strcmp(m->channel, "email") && !strcmp(m->purpose, "marketing");
 		json_t *data = json_deep_copy(sample);
 		if (!json_is_object(data)) {
 			json_decref(data);
@@ -744,24 +745,26 @@ int ng_msgtmpl_check(const char *path, const json_t *sample, void (*report)(void
 			json_object_del(data, "unsubscribe_url");
 		else
 			json_object_set_new(data, "unsubscribe_url",
-					    json_string("https://example.com/u/sample"));
+			                    json_string("https://example.com/u/sample"));
 		struct ng_rendered_message r;
 		char err[1024];
 		if (ng_msgtmpl_render(set, m->name, data, &r, err, sizeof err) != 0) {
 			problem(&sk, "%s (rendering the sample data)", err);
 		} else {
-			if (marketing_email && (!r.html || !strstr(r.html, "https://example.com/u/sample")))
-				problem(&sk, "%s:1:1: a marketing email must show {{ unsubscribe_url }} "
-					     "(the email layout does)",
-					m->file);
+			if (marketing_email &&
+			    (!r.html || !strstr(r.html, "https://example.com/u/sample")))
+				problem(&sk,
+				        "%s:1:1: a marketing email must show {{ unsubscribe_url }} "
+				        "(the email layout does)",
+				        m->file);
 			if (r.body && !strcmp(m->channel, "sms")) {
 				struct ng_sms_info si;
 				ng_msgtmpl_sms_info(r.body, &si);
 				char line[512];
 				snprintf(line, sizeof line,
-					 "%s: sms %s, %zu characters, %d segment%s (sample data)",
-					 m->file, si.ucs2 ? "UCS-2" : "GSM-7", si.units, si.segments,
-					 si.segments == 1 ? "" : "s");
+				         "%s: sms %s, %zu characters, %d segment%s (sample data)",
+				         m->file, si.ucs2 ? "UCS-2" : "GSM-7", si.units,
+				         si.segments, si.segments == 1 ? "" : "s");
 				if (report)
 					report(ud, line);
 			}
@@ -777,8 +780,8 @@ int ng_msgtmpl_check(const char *path, const json_t *sample, void (*report)(void
 
 /* GSM 03.38: the basic set (one septet) and the extension table (two). */
 static const char *const gsm_basic =
-	"@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	"ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
 static const char *const gsm_ext = "^{}\\[~]|€\f";
 
 static size_t utf8_char(const char *s, unsigned *cp)
@@ -836,6 +839,6 @@ void ng_msgtmpl_sms_info(const char *body, struct ng_sms_info *si)
 	si->ucs2 = ucs2;
 	si->units = ucs2 ? utf16 : septets;
 	size_t single = ucs2 ? 70 : 160, multi = ucs2 ? 67 : 153;
-	si->segments = si->units <= single ? (si->units ? 1 : 0)
-					   : (int)((si->units + multi - 1) / multi);
+	si->segments =
+	    si->units <= single ? (si->units ? 1 : 0) : (int)((si->units + multi - 1) / multi);
 }

@@ -15,8 +15,8 @@
  * sample (a data object like the dispatcher's). report receives one line per problem and, for SMS,
  * a line with the encoding and segment count. Returns the number of problems.
  */
-int ng_msgtmpl_check(const char *path, const json_t *sample, void (*report)(void *ud, const char *line),
-		     void *ud);
+int ng_msgtmpl_check(const char *path, const json_t *sample,
+                     void (*report)(void *ud, const char *line), void *ud);
 
 struct ng_sms_info {
 	int ucs2;     /* 0: GSM-7 */

@@ -41,7 +41,7 @@ static json_t *cart_data(const char *top)
 		exit(1);
 	}
 	struct ng_intake_header h[] = {{"X-Shopify-Topic", "checkouts/create"},
-				       {"X-Shopify-Shop-Domain", "example.myshopify.com"}};
+	                               {"X-Shopify-Shop-Domain", "example.myshopify.com"}};
 	json_t *events;
 	if (ng_intake_map(m, "checkouts/create", h, 2, payload, &events, err, sizeof err)) {
 		fprintf(stderr, "bench: map: %s\n", err);
@@ -57,11 +57,11 @@ static json_t *cart_data(const char *top)
 		json_array_append_new(items, it);
 	}
 	json_t *d = json_pack("{s:o,s:O,s:{s:s,s:s,s:s,s:s},s:{s:s,s:s},s:s}", "cart", cart,
-			      "customer", json_object_get(ev, "customer"), "store", "name",
-			      "Example Store", "postal_address", "150 Elgin Street, Ottawa",
-			      "base_url", "https://shop.example.com", "timezone", "America/Toronto",
-			      "message", "id", "m-1", "key", "cart_reminder", "unsubscribe_url",
-			      "https://shop.example.com/u/m-1");
+	                      "customer", json_object_get(ev, "customer"), "store", "name",
+	                      "Example Store", "postal_address", "150 Elgin Street, Ottawa",
+	                      "base_url", "https://shop.example.com", "timezone", "America/Toronto",
+	                      "message", "id", "m-1", "key", "cart_reminder", "unsubscribe_url",
+	                      "https://shop.example.com/u/m-1");
 	json_decref(events);
 	json_decref(payload);
 	ng_intake_mapper_free(m);
@@ -129,12 +129,13 @@ int main(int argc, char **argv)
 	} while ((t = now()) - t0 < secs / 3);
 	double base = (double)nb / (t - t0);
 	free(src);
-	printf("cart_reminder email (subject, preheader, html %zu+text bytes, 5 items), 1 thread:\n",
-	       bytes);
+	printf(
+	    "cart_reminder email (subject, preheader, html %zu+text bytes, 5 items), 1 thread:\n",
+	    bytes);
 	printf("  renders/s: %.0f per CPU second (goal >= 50000); %.0f per wall second\n", rate,
 	       wall);
-	printf("  baseline (copying the same %zu bytes): %.0f/s; ratio render/baseline %.4f\n", bytes,
-	       base, rate / base);
+	printf("  baseline (copying the same %zu bytes): %.0f/s; ratio render/baseline %.4f\n",
+	       bytes, base, rate / base);
 	json_decref(data);
 	ng_msgtmpl_close(set);
 	return rate >= 50000 ? 0 : 2;

@@ -13,7 +13,7 @@
 #include <string.h>
 
 static int self_loader(void *ud, const char *name, const struct ng_liquid_tmpl **out, char *err,
-		       size_t errlen)
+                       size_t errlen)
 {
 	(void)err;
 	(void)errlen;
@@ -35,17 +35,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (!env)
 		env = json_pack("{s:s,s:i,s:[iii],s:{s:s},s:f}", "name", "Ada", "n", 3, "items", 1,
-				2, 3, "user", "email", "a@b.c", "price", 19.99);
+		                2, 3, "user", "email", "a@b.c", "price", 19.99);
 	char err[512];
 	struct ng_liquid_parse_opts po = {.name = "fuzz", .lax = size & 1};
 	struct ng_liquid_tmpl *t;
 	if (ng_liquid_parse(src, len, &po, &t, err, sizeof err) == 0) {
-		struct ng_liquid_limits lim = {.max_output = 1 << 16,
-					       .max_iterations = 20000,
-					       .max_depth = 8,
-					       .max_ms = 500};
+		struct ng_liquid_limits lim = {
+		    .max_output = 1 << 16, .max_iterations = 20000, .max_depth = 8, .max_ms = 500};
 		struct ng_liquid_loader ld = {self_loader, t};
-		struct ng_liquid_render_opts o = {.limits = &lim, .loader = &ld, .tz = "Europe/Paris"};
+		struct ng_liquid_render_opts o = {
+		    .limits = &lim, .loader = &ld, .tz = "Europe/Paris"};
 		struct ng_liquid_buf b = {0};
 		ng_liquid_render(t, env, &o, &b, err, sizeof err);
 		ng_liquid_buf_free(&b);

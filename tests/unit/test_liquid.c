@@ -11,7 +11,7 @@
 #include <string.h>
 
 static int render_str(const char *src, const char *data_json, const struct ng_liquid_render_opts *o,
-		      char **out, char *err, size_t errlen)
+                      char **out, char *err, size_t errlen)
 {
 	struct ng_liquid_tmpl *t;
 	int rc = ng_liquid_parse(src, strlen(src), NULL, &t, err, errlen);
@@ -41,8 +41,8 @@ static void test_bomb_nested_ranges(void)
 	char err[512], *out = NULL;
 	uint64_t t0 = ng_test_now_ms();
 	int rc = render_str("{% for a in (1..100000) %}{% for b in (1..100000) %}{% for c in "
-			    "(1..100000) %}x{% endfor %}{% endfor %}{% endfor %}",
-			    NULL, NULL, &out, err, sizeof err);
+	                    "(1..100000) %}x{% endfor %}{% endfor %}{% endfor %}",
+	                    NULL, NULL, &out, err, sizeof err);
 	ASSERT_EQ_INT(rc, -E2BIG);
 	ASSERT_CONTAINS(err, "limit");
 	ASSERT_CMP_INT(ng_test_now_ms() - t0, <, 5000);
@@ -55,7 +55,7 @@ static void test_bomb_output_size(void)
 	struct ng_liquid_render_opts o = {.limits = &lim};
 	char err[512], *out = NULL;
 	int rc = render_str("{% for a in (1..5000) %}0123456789{% endfor %}", NULL, &o, &out, err,
-			    sizeof err);
+	                    sizeof err);
 	ASSERT_EQ_INT(rc, -E2BIG);
 	ASSERT_CONTAINS(err, "output");
 	free(out);
@@ -67,21 +67,21 @@ static void test_bomb_append_chain(void)
 	char err[512], *out = NULL;
 	uint64_t t0 = ng_test_now_ms();
 	int rc = render_str("{% assign s = 'xxxxxxxxxxxxxxxx' %}{% for i in (1..40) %}"
-			    "{% assign s = s | append: s %}{% endfor %}{{ s | size }}",
-			    NULL, NULL, &out, err, sizeof err);
+	                    "{% assign s = s | append: s %}{% endfor %}{{ s | size }}",
+	                    NULL, NULL, &out, err, sizeof err);
 	ASSERT_EQ_INT(rc, -E2BIG);
 	ASSERT_CMP_INT(ng_test_now_ms() - t0, <, 5000);
 	free(out);
 	/* capture of a growing capture, the other way to build strings */
 	rc = render_str("{% capture s %}xxxxxxxxxxxxxxxx{% endcapture %}{% for i in (1..40) %}"
-			"{% capture s %}{{ s }}{{ s }}{% endcapture %}{% endfor %}",
-			NULL, NULL, &out, err, sizeof err);
+	                "{% capture s %}{{ s }}{{ s }}{% endcapture %}{% endfor %}",
+	                NULL, NULL, &out, err, sizeof err);
 	ASSERT_EQ_INT(rc, -E2BIG);
 	free(out);
 }
 
 static int rec_load(void *ud, const char *name, const struct ng_liquid_tmpl **out, char *err,
-		    size_t errlen)
+                    size_t errlen)
 {
 	(void)err;
 	(void)errlen;
@@ -117,7 +117,7 @@ static void test_bomb_time_limit(void)
 	char err[512], *out = NULL;
 	uint64_t t0 = ng_test_now_ms();
 	int rc = render_str("{% for i in (1..100000000) %}{% if i == 0 %}{% endif %}{% endfor %}",
-			    NULL, &o, &out, err, sizeof err);
+	                    NULL, &o, &out, err, sizeof err);
 	ASSERT_EQ_INT(rc, -E2BIG);
 	ASSERT_CONTAINS(err, "time limit");
 	ASSERT_CMP_INT(ng_test_now_ms() - t0, <, 1000);
@@ -150,9 +150,10 @@ static void *render_many(void *p)
 
 static void test_threads(void)
 {
-	const char *src = "{{ name }}: {{ items | size }} items, {{ 'now' | date: '%Y-%m-%d %H:%M %Z' }}"
-			  "|{% for i in items %}{{ i }}{% unless forloop.last %},{% endunless %}"
-			  "{% endfor %}";
+	const char *src =
+	    "{{ name }}: {{ items | size }} items, {{ 'now' | date: '%Y-%m-%d %H:%M %Z' }}"
+	    "|{% for i in items %}{{ i }}{% unless forloop.last %},{% endunless %}"
+	    "{% endfor %}";
 	struct ng_liquid_tmpl *t;
 	char err[256];
 	ASSERT_EQ_INT(ng_liquid_parse(src, strlen(src), NULL, &t, err, sizeof err), 0);
@@ -177,10 +178,10 @@ static void test_timezones(void)
 	char err[256], *out;
 	/* Summer and winter offsets of one zone; an explicit zone wins over the render's. */
 	ASSERT_EQ_INT(render_str("{{ 1719835200 | date: '%H:%M %Z %z' }}|{{ 1704067200 | date: "
-				 "'%H:%M %Z' }}|{{ 1719835200 | date: '%H:%M %Z', 'Asia/Tokyo' }}"
-				 "|{{ '2024-07-01 08:00' | date: '%s' }}",
-				 NULL, &o, &out, err, sizeof err),
-		      0);
+	                         "'%H:%M %Z' }}|{{ 1719835200 | date: '%H:%M %Z', 'Asia/Tokyo' }}"
+	                         "|{{ '2024-07-01 08:00' | date: '%s' }}",
+	                         NULL, &o, &out, err, sizeof err),
+	              0);
 	ASSERT_EQ_STR(out, "08:00 EDT -0400|19:00 EST|21:00 JST|1719835200");
 	free(out);
 	/* An unknown zone falls back to UTC rather than failing the message. */
@@ -238,7 +239,7 @@ static void test_cache_parses_once(void)
 }
 
 NG_TESTS(NG_TEST(test_bomb_nested_ranges), NG_TEST(test_bomb_output_size),
-	 NG_TEST(test_bomb_append_chain), NG_TEST(test_bomb_recursive_partials),
-	 NG_TEST(test_bomb_time_limit), NG_TEST(test_threads), NG_TEST(test_timezones),
-	 NG_TEST(test_money_and_tracking), NG_TEST(test_syntax_errors_name_line_and_column),
-	 NG_TEST(test_cache_parses_once))
+         NG_TEST(test_bomb_append_chain), NG_TEST(test_bomb_recursive_partials),
+         NG_TEST(test_bomb_time_limit), NG_TEST(test_threads), NG_TEST(test_timezones),
+         NG_TEST(test_money_and_tracking), NG_TEST(test_syntax_errors_name_line_and_column),
+         NG_TEST(test_cache_parses_once))

@@ -49,7 +49,7 @@ struct fs {
 };
 
 static int fs_load(void *ud, const char *name, const struct ng_liquid_tmpl **out, char *err,
-		   size_t errlen)
+                   size_t errlen)
 {
 	struct fs *fs = ud;
 	for (int i = 0; i < fs->n; i++)
@@ -70,8 +70,8 @@ static int fs_load(void *ud, const char *name, const struct ng_liquid_tmpl **out
 		return -E2BIG;
 	struct ng_liquid_parse_opts o = {.name = name};
 	struct ng_liquid_tmpl *t;
-	int rc = ng_liquid_parse(json_string_value(src), json_string_length(src), &o, &t, err,
-				 errlen);
+	int rc =
+	    ng_liquid_parse(json_string_value(src), json_string_length(src), &o, &t, err, errlen);
 	if (rc)
 		return rc;
 	fs->parsed[fs->n].name = strdup(name);
@@ -132,8 +132,8 @@ static int run_case(const json_t *c, char *why, size_t whylen)
 	struct ng_liquid_tmpl *t = NULL;
 	/* Cases written for liquid-ruby's lax mode say so; the engine's default is strict. */
 	struct ng_liquid_parse_opts po = {
-		.lax = json_is_string(json_object_get(c, "error_mode")) &&
-		       strcmp(json_string_value(json_object_get(c, "error_mode")), "lax") == 0};
+	    .lax = json_is_string(json_object_get(c, "error_mode")) &&
+	           strcmp(json_string_value(json_object_get(c, "error_mode")), "lax") == 0};
 	int prc = ng_liquid_parse(src, strlen(src), &po, &t, err, sizeof err);
 	struct ng_liquid_buf out = {0};
 	int rrc = 0;
@@ -153,7 +153,7 @@ static int run_case(const json_t *c, char *why, size_t whylen)
 			if (pass && !contains_ci(err, json_string_value(frag))) {
 				pass = 0;
 				snprintf(why, whylen, "error \"%s\" lacks \"%s\"", err,
-					 json_string_value(frag));
+				         json_string_value(frag));
 			}
 		}
 		json_t *line = json_object_get(errors, "line");
@@ -167,9 +167,11 @@ static int run_case(const json_t *c, char *why, size_t whylen)
 		}
 		if (!failed_right)
 			snprintf(why, whylen, "expected a %s error, got %s \"%s\"",
-				 pe ? "parse" : "render",
-				 prc ? "parse error" : rrc ? "render error" : "output",
-				 prc || rrc ? err : (out.s ? out.s : ""));
+			         pe ? "parse" : "render",
+			         prc   ? "parse error"
+			         : rrc ? "render error"
+			               : "output",
+			         prc || rrc ? err : (out.s ? out.s : ""));
 	} else if (prc || rrc) {
 		snprintf(why, whylen, "%s error: %s", prc ? "parse" : "render", err);
 	} else if (json_is_null(expected) || !expected) {
@@ -179,7 +181,7 @@ static int run_case(const json_t *c, char *why, size_t whylen)
 		pass = exp && out.s && strcmp(exp, out.s) == 0;
 		if (!pass)
 			snprintf(why, whylen, "expected \"%s\", got \"%s\"", exp ? exp : "?",
-				 out.s ? out.s : "");
+			         out.s ? out.s : "");
 	}
 	ng_liquid_buf_free(&out);
 	ng_liquid_free(t);
@@ -247,13 +249,13 @@ static void run_group(const char *source, int summary)
 		       failed ? "" : " (every case)");
 	if (failed)
 		ng_test_fail(__FILE__, __LINE__, "%d of %d liquid-spec cases failed", failed,
-			     passed + failed);
+		             passed + failed);
 }
 
-#define GROUP(fn, file)                                                                             \
-	static void fn(void)                                                                        \
-	{                                                                                           \
-		run_group("specs/basics/" file, 0);                                                 \
+#define GROUP(fn, file)                                                                            \
+	static void fn(void)                                                                       \
+	{                                                                                          \
+		run_group("specs/basics/" file, 0);                                                \
 	}
 
 GROUP(blank_and_empty, "blank-and-empty.yml")
@@ -291,11 +293,11 @@ static void summary(void)
 }
 
 NG_TESTS(NG_TEST(blank_and_empty), NG_TEST(boolean_chains), NG_TEST(cycle), NG_TEST(date_filters),
-	 NG_TEST(drops), NG_TEST(dynamic_partials), NG_TEST(dynamic_partials2),
-	 NG_TEST(error_handling), NG_TEST(expressions), NG_TEST(filter_chains),
-	 NG_TEST(filter_edge_cases), NG_TEST(filter_nil_safety), NG_TEST(for_loops),
-	 NG_TEST(inline_errors), NG_TEST(interrupts), NG_TEST(nested_parameters),
-	 NG_TEST(nil_handling), NG_TEST(partials), NG_TEST(recursion), NG_TEST(resource_limits),
-	 NG_TEST(scopes), NG_TEST(security), NG_TEST(specs), NG_TEST(string_filters),
-	 NG_TEST(tablerow), NG_TEST(truthiness), NG_TEST(truthiness_matrix),
-	 NG_TEST(type_coercion), NG_TEST(summary))
+         NG_TEST(drops), NG_TEST(dynamic_partials), NG_TEST(dynamic_partials2),
+         NG_TEST(error_handling), NG_TEST(expressions), NG_TEST(filter_chains),
+         NG_TEST(filter_edge_cases), NG_TEST(filter_nil_safety), NG_TEST(for_loops),
+         NG_TEST(inline_errors), NG_TEST(interrupts), NG_TEST(nested_parameters),
+         NG_TEST(nil_handling), NG_TEST(partials), NG_TEST(recursion), NG_TEST(resource_limits),
+         NG_TEST(scopes), NG_TEST(security), NG_TEST(specs), NG_TEST(string_filters),
+         NG_TEST(tablerow), NG_TEST(truthiness), NG_TEST(truthiness_matrix), NG_TEST(type_coercion),
+         NG_TEST(summary))

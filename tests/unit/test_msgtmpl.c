@@ -49,8 +49,8 @@ static json_t *mapped(const char *fixture, const char *topic)
 	if (ng_intake_mapper_load(p, "shopify", &o, &m, err, sizeof err) != 0)
 		ng_test_fail(__FILE__, __LINE__, "mapper: %s", err);
 	struct ng_intake_header h[] = {{"X-Shopify-Topic", topic},
-				       {"X-Shopify-Shop-Domain", "example.myshopify.com"},
-				       {"X-Shopify-Event-Id", "8f1c2b44"}};
+	                               {"X-Shopify-Shop-Domain", "example.myshopify.com"},
+	                               {"X-Shopify-Event-Id", "8f1c2b44"}};
 	json_t *events = NULL;
 	if (ng_intake_map(m, topic, h, 3, payload, &events, err, sizeof err) != 0)
 		ng_test_fail(__FILE__, __LINE__, "map %s: %s", fixture, err);
@@ -72,16 +72,17 @@ static json_t *message_data(json_t *event, const char *key, json_t *snapshot)
 	json_object_set_new(cust, "locale", json_string("en"));
 	json_object_set_new(d, "customer", cust);
 	json_object_set_new(d, "store",
-			    json_pack("{s:s,s:s,s:s,s:s}", "name", "Example Store", "postal_address",
-				      "150 Elgin Street, Ottawa ON K2P 1L4", "base_url",
-				      "https://shop.example.com", "timezone", "America/Toronto"));
+	                    json_pack("{s:s,s:s,s:s,s:s}", "name", "Example Store",
+	                              "postal_address", "150 Elgin Street, Ottawa ON K2P 1L4",
+	                              "base_url", "https://shop.example.com", "timezone",
+	                              "America/Toronto"));
 	json_object_set_new(d, "message", json_pack("{s:s,s:s}", "id", "m-1", "key", key));
 	json_object_set_new(d, "unsubscribe_url", json_string("https://shop.example.com/u/m-1"));
 	return d;
 }
 
 static void render_ok(const struct ng_msgtmpl_set *set, const char *name, json_t *data,
-		      struct ng_rendered_message *m)
+                      struct ng_rendered_message *m)
 {
 	char err[1024];
 	if (ng_msgtmpl_render(set, name, data, m, err, sizeof err) != 0)
@@ -110,7 +111,7 @@ static void test_cart_reminder_from_shopify_checkout(void)
 	json_t *ev = mapped("checkouts_create.json", "checkouts/create");
 	/* workflows/abandoned_cart.lua sends data = { cart = ctx.event.data } */
 	json_t *data = message_data(ev, "cart_reminder",
-				    json_pack("{s:O}", "cart", json_object_get(ev, "data")));
+	                            json_pack("{s:O}", "cart", json_object_get(ev, "data")));
 	struct ng_rendered_message m;
 	render_ok(set, "cart_reminder", data, &m);
 	assert_email_frame(&m);
@@ -122,7 +123,7 @@ static void test_cart_reminder_from_shopify_checkout(void)
 	ASSERT_CONTAINS(m.html, "$199.00");
 	ASSERT_CONTAINS(m.html, "Total $421.88");
 	ASSERT_CONTAINS(m.html, "recover?key=example-secret-token&amp;utm_source=nudge&amp;"
-				"utm_medium=email&amp;utm_campaign=cart_reminder");
+	                        "utm_medium=email&amp;utm_campaign=cart_reminder");
 	ASSERT_CONTAINS(m.text, "- IPod Nano - 8GB (Pink) × 1: $199.00");
 	ASSERT_CONTAINS(m.text, "Total: $421.88");
 	ng_msgtmpl_rendered_free(&m);
@@ -163,7 +164,7 @@ static void test_order_emails_from_shopify_order(void)
 	json_decref(data);
 
 	data = message_data(ev, "review_request",
-			    json_pack("{s:O}", "order_id", json_object_get(order, "order_id")));
+	                    json_pack("{s:O}", "order_id", json_object_get(order, "order_id")));
 	render_ok(set, "review_request", data, &m);
 	assert_email_frame(&m);
 	ASSERT_CONTAINS(m.html, "/reviews/new?order=");
@@ -177,8 +178,8 @@ static void test_customer_emails(void)
 {
 	struct ng_msgtmpl_set *set = open_shipped();
 	json_t *ev = mapped("customers_create.json", "customers/create");
-	const char *emails[] = {"welcome", "welcome_tips", "welcome_offer", "birthday",
-				"we_miss_you", "last_chance"};
+	const char *emails[] = {"welcome",  "welcome_tips", "welcome_offer",
+	                        "birthday", "we_miss_you",  "last_chance"};
 	for (size_t i = 0; i < NG_ARRAY_LEN(emails); i++) {
 		json_t *data = message_data(ev, emails[i], json_pack("{s:s}", "code", "GIFT-2024"));
 		struct ng_rendered_message m;
@@ -211,7 +212,7 @@ static void test_workflow_templates_exist(void)
 {
 	struct ng_msgtmpl_set *set = open_shipped();
 	const char *wfs[] = {"abandoned_cart", "birthday", "post_purchase", "reengagement",
-			     "welcome_series"};
+	                     "welcome_series"};
 	int found = 0;
 	for (size_t i = 0; i < NG_ARRAY_LEN(wfs); i++) {
 		char p[1024];
@@ -229,7 +230,7 @@ static void test_workflow_templates_exist(void)
 			*e = 0;
 			if (!ng_msgtmpl_has(set, t))
 				ng_test_fail(__FILE__, __LINE__, "%s sends '%s': no such template",
-					     p, t);
+				             p, t);
 			found++;
 		}
 		fclose(f);
@@ -280,9 +281,9 @@ static void test_nudge_check_command(void)
 	snprintf(cmd, sizeof cmd, "%s/../nudge check %s/workflows/ >/dev/null", exe, top());
 	ASSERT_EQ_INT(system(cmd), 0);
 	snprintf(cmd, sizeof cmd,
-		 "%s/../nudge render cart_reminder_sms --dir %s/templates --data "
-		 "%s/templates/samples/sample.json | grep -q 'SMS: GSM-7'",
-		 exe, top(), top());
+	         "%s/../nudge render cart_reminder_sms --dir %s/templates --data "
+	         "%s/templates/samples/sample.json | grep -q 'SMS: GSM-7'",
+	         exe, top(), top());
 	ASSERT_EQ_INT(system(cmd), 0);
 }
 
@@ -307,7 +308,8 @@ static void make_set(void)
 	mkdir(p, 0700);
 	snprintf(p, sizeof p, "%s/partials", tmpdir);
 	mkdir(p, 0700);
-	put("layouts/email.html.liquid", "<body>{{ content }}<a href=\"{{ unsubscribe_url }}\">u</a>");
+	put("layouts/email.html.liquid",
+	    "<body>{{ content }}<a href=\"{{ unsubscribe_url }}\">u</a>");
 	put("layouts/email.text.liquid", "{{ content }}\n{{ unsubscribe_url }}");
 }
 
@@ -315,11 +317,11 @@ static void test_check_reports_problems(void)
 {
 	make_set();
 	put("a.liquid", "---\nchannel: email\nsubject: Hi\n---\n{% part html %}\nline one\n"
-			"  {{ name | }}\n{% endpart %}\n");
+	                "  {{ name | }}\n{% endpart %}\n");
 	put("b.liquid", "---\nchannel: email\nsubject: Hi {{ x | shout }}\n---\n"
-			"{% part html %}\n{% render 'nothere' %}\n{% endpart %}\n");
+	                "{% part html %}\n{% render 'nothere' %}\n{% endpart %}\n");
 	put("c.liquid", "---\nchannel: sms\ncolour: red\n---\nÜnïcödé — "
-			"{% for i in (1..80) %}é{% endfor %}\n");
+	                "{% for i in (1..80) %}é{% endfor %}\n");
 	put("d.liquid", "no front matter\n");
 	struct lines l = {0};
 	json_t *s = json_object();
@@ -327,7 +329,7 @@ static void test_check_reports_problems(void)
 	ASSERT_CMP_INT(n, >=, 5);
 	char want[512];
 	snprintf(want, sizeof want, "%s/a.liquid:7:3: Liquid syntax error (line 7): Expected id",
-		 tmpdir);
+	         tmpdir);
 	ASSERT_CONTAINS(l.buf, want);
 	snprintf(want, sizeof want, "%s/b.liquid:3:", tmpdir);
 	ASSERT_CONTAINS(l.buf, want);
@@ -391,7 +393,7 @@ static void test_sms_sizing(void)
 }
 
 NG_TESTS(NG_TEST(test_cart_reminder_from_shopify_checkout),
-	 NG_TEST(test_order_emails_from_shopify_order), NG_TEST(test_customer_emails),
-	 NG_TEST(test_workflow_templates_exist), NG_TEST(test_check_shipped_is_clean),
-	 NG_TEST(test_check_reports_problems), NG_TEST(test_marketing_email_needs_unsubscribe),
-	 NG_TEST(test_sms_sizing), NG_TEST(test_nudge_check_command))
+         NG_TEST(test_order_emails_from_shopify_order), NG_TEST(test_customer_emails),
+         NG_TEST(test_workflow_templates_exist), NG_TEST(test_check_shipped_is_clean),
+         NG_TEST(test_check_reports_problems), NG_TEST(test_marketing_email_needs_unsubscribe),
+         NG_TEST(test_sms_sizing), NG_TEST(test_nudge_check_command))
