@@ -207,6 +207,7 @@ static int replace(struct lq_ctx *c, struct lq_val *v, struct lq_val from, struc
 		for (const char *q = p; (q = memmem(q, (size_t)(e - q), from.s.p, from.s.n)); q++)
 			last = q;
 		if (!last) {
+			ng_liquid_buf_free(&b);
 			*v = s;
 			return 0;
 		}

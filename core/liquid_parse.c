@@ -422,10 +422,6 @@ static struct lq_cond *parse_cond(struct xp *x)
 
 /* ---- blocks and tags ---- */
 
-struct endset {
-	const char *const *names; /* tags that end the block */
-};
-
 static int parse_block(struct parser *ps, struct lq_lex *l, struct lq_block *b,
                        const char *const *ends, const char *opener, struct lq_tok *endtok);
 
@@ -930,6 +926,8 @@ static int parse_tag(struct parser *ps, struct lq_lex *l, const struct lq_tok *t
 		sub.end = m + mn;
 		sub.line_start = m;
 		sub.line = t->mline ? t->mline : line;
+		for (const char *q = t->p; q < m; q++)
+			sub.line += *q == '\n';
 		/* The markup may start on the tag's line after "liquid". */
 		sub.liquid = 1;
 		struct lq_block b = {0};

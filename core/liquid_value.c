@@ -291,15 +291,11 @@ void lq_buf_fmt_float(struct ng_liquid_buf *b, double f)
 		lq_buf_add(b, tmp, (size_t)n);
 		return;
 	}
-	snprintf(tmp, sizeof tmp, "%.*f", 17, f);
-	/* %.17f then trim: but keep exactly the shortest round-trip digits */
+	/* Below 1e16 the shortest %g text has no exponent (precision 17 covers 16 digits). */
 	char g[64];
 	snprintf(g, sizeof g, "%.*g", prec, f);
-	if (strchr(g, 'e')) {
-		/* small precision with large exponent: expand */
-		int n = snprintf(g, sizeof g, "%.0f", f);
-		(void)n;
-	}
+	if (strchr(g, 'e'))
+		snprintf(g, sizeof g, "%.1f", f);
 	lq_buf_add(b, g, strlen(g));
 	if (!strchr(g, '.'))
 		lq_buf_add(b, ".0", 2);

@@ -218,6 +218,9 @@ static void test_syntax_errors_name_line_and_column(void)
 	o.strict_filters = 1;
 	ASSERT_EQ_INT(ng_liquid_parse(s2, strlen(s2), &o, &t, err, sizeof err), -EINVAL);
 	ASSERT_CONTAINS(err, "Unknown filter 'no_such_filter'");
+	const char *s4 = "a\n{%- liquid\n  assign x = 1\n  echo x |\n-%}";
+	ASSERT_EQ_INT(ng_liquid_parse(s4, strlen(s4), NULL, &t, err, sizeof err), -EINVAL);
+	ASSERT_CONTAINS(err, "line 4");
 	const char *s3 = "{% for x in y %}";
 	ASSERT_EQ_INT(ng_liquid_parse(s3, strlen(s3), NULL, &t, err, sizeof err), -EINVAL);
 	ASSERT_CONTAINS(err, "'for' tag was never closed");
