@@ -33,6 +33,12 @@ static const struct ng_command commands[] = {
 	 "how one message came to be and every decision about it, in time order", ng_cmd_why},
 	{"trace", "CUSTOMER [--config FILE | --conninfo C]",
 	 "everything that happened to one customer: events, workflows, messages, consent", ng_cmd_trace},
+	{"render", "TEMPLATE --data FILE.json [--dir DIR]",
+	 "print a message template rendered against a data file (every part, headers)",
+	 ng_cmd_render},
+	{"check", "PATH... [--data FILE.json]",
+	 "check template folders/files (syntax, filters, partials, SMS size) and workflows",
+	 ng_cmd_check},
 	{"version", "", "print the version", cmd_version},
 	{"help", "[COMMAND]", "show this help, or one command's", cmd_help},
 };
