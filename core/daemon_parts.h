@@ -20,6 +20,7 @@ struct ng_daemon_parts {
 	struct ng_admin *admin;
 	struct ng_senders *senders;
 	struct ng_plugin_host *plugins;
+	struct ng_intake *intake;
 	uint64_t started_ms;
 	int schema_needed; /* the highest migration this nudge ships */
 	int schema_behind; /* the database lacks some of them */
