@@ -36,16 +36,15 @@ static void healthz(struct ng_httpd_req *req, void *arg)
 	int ok = db_ok && lag.last_ms < LAG_DEGRADED_MS;
 	int64_t now = ng_clock_now_ms(a->clock);
 	json_t *o = json_pack(
-	    "{s:s, s:s, s:I, s:{s:s, s:i, s:i, s:i, s:I, s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I, "
-	    "s:I}}",
-	    "status", ok ? "ok" : "degraded", "version", NG_VERSION, "uptime_s",
-	    (json_int_t)((now - a->started_ms) / 1000), "database", "state",
-	    db_ok ? "connected" : "unavailable", "connections", db.conns_ready + db.conns_busy,
-	    "connecting", db.conns_connecting, "pool_size", db.conns_total, "queued",
-	    (json_int_t)db.queued, "in_flight", (json_int_t)db.in_flight, "reconnects",
-	    (json_int_t)db.reconnects, "loop_lag_ms", "last", (json_int_t)lag.last_ms, "max",
-	    (json_int_t)lag.max_ms, "senders", "threads", (json_int_t)snd.threads, "running",
-	    (json_int_t)snd.running, "queued", (json_int_t)snd.queued);
+		"{s:s, s:s, s:I, s:{s:s, s:i, s:i, s:i, s:I, s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I, s:I}}",
+		"status", ok ? "ok" : "degraded", "version", NG_VERSION, "uptime_s",
+		(json_int_t)((now - a->started_ms) / 1000), "database", "state",
+		db_ok ? "connected" : "unavailable", "connections", db.conns_ready + db.conns_busy,
+		"connecting", db.conns_connecting, "pool_size", db.conns_total, "queued",
+		(json_int_t)db.queued, "in_flight", (json_int_t)db.in_flight, "reconnects",
+		(json_int_t)db.reconnects, "loop_lag_ms", "last", (json_int_t)lag.last_ms, "max",
+		(json_int_t)lag.max_ms, "senders", "threads", (json_int_t)snd.threads, "running",
+		(json_int_t)snd.running, "queued", (json_int_t)snd.queued);
 	char *body = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	ng_httpd_respond(req, ok ? 200 : 503, "application/json", body, strlen(body));
@@ -60,40 +59,37 @@ static void refresh(struct ng_admin *a)
 	struct ng_loop_lag lag;
 	ng_daemon_loop_lag(a->daemon, &lag);
 	struct ng_metrics *m = a->metrics;
-	ng_metric_set(ng_metrics_register(m, "nudge_db_connections",
-	                                  "Database connections by state.", NG_METRIC_GAUGE,
-	                                  "state", NULL, 0),
-	              (const char *[]){"ready"}, db.conns_ready);
-	ng_metric_set(
-	    ng_metrics_register(m, "nudge_db_connections", "", NG_METRIC_GAUGE, "state", NULL, 0),
-	    (const char *[]){"busy"}, db.conns_busy);
-	ng_metric_set(
-	    ng_metrics_register(m, "nudge_db_connections", "", NG_METRIC_GAUGE, "state", NULL, 0),
-	    (const char *[]){"connecting"}, db.conns_connecting);
-	ng_metric_set(ng_metrics_register(m, "nudge_db_queued",
-	                                  "Database requests waiting for a "
-	                                  "connection.",
-	                                  NG_METRIC_GAUGE, NULL, NULL, 0),
-	              NULL, (double)db.queued);
+	ng_metric_set(ng_metrics_register(m, "nudge_db_connections", "Database connections by state.",
+					  NG_METRIC_GAUGE, "state", NULL, 0),
+		      (const char *[]){"ready"}, db.conns_ready);
+	ng_metric_set(ng_metrics_register(m, "nudge_db_connections", "", NG_METRIC_GAUGE, "state",
+					  NULL, 0),
+		      (const char *[]){"busy"}, db.conns_busy);
+	ng_metric_set(ng_metrics_register(m, "nudge_db_connections", "", NG_METRIC_GAUGE, "state",
+					  NULL, 0),
+		      (const char *[]){"connecting"}, db.conns_connecting);
+	ng_metric_set(ng_metrics_register(m, "nudge_db_queued", "Database requests waiting for a "
+								"connection.",
+					  NG_METRIC_GAUGE, NULL, NULL, 0),
+		      NULL, (double)db.queued);
 	ng_metric_set(ng_metrics_register(m, "nudge_db_requests_total",
-	                                  "Database requests completed, by outcome.",
-	                                  NG_METRIC_GAUGE, "outcome", NULL, 0),
-	              (const char *[]){"ok"}, (double)(db.completed - db.errors));
+					  "Database requests completed, by outcome.",
+					  NG_METRIC_GAUGE, "outcome", NULL, 0),
+		      (const char *[]){"ok"}, (double)(db.completed - db.errors));
 	ng_metric_set(ng_metrics_register(m, "nudge_db_requests_total", "", NG_METRIC_GAUGE,
-	                                  "outcome", NULL, 0),
-	              (const char *[]){"error"}, (double)db.errors);
+					  "outcome", NULL, 0),
+		      (const char *[]){"error"}, (double)db.errors);
 	ng_metric_set(ng_metrics_register(m, "nudge_db_reconnects_total",
-	                                  "Database connections re-established.", NG_METRIC_GAUGE,
-	                                  NULL, NULL, 0),
-	              NULL, (double)db.reconnects);
-	ng_metric_set(
-	    ng_metrics_register(m, "nudge_loop_lag_seconds",
-	                        "How late the event loop's 100 ms probe fired, last and max.",
-	                        NG_METRIC_GAUGE, "window", NULL, 0),
-	    (const char *[]){"last"}, (double)lag.last_ms / 1000.0);
-	ng_metric_set(ng_metrics_register(m, "nudge_loop_lag_seconds", "", NG_METRIC_GAUGE,
-	                                  "window", NULL, 0),
-	              (const char *[]){"max"}, (double)lag.max_ms / 1000.0);
+					  "Database connections re-established.", NG_METRIC_GAUGE,
+					  NULL, NULL, 0),
+		      NULL, (double)db.reconnects);
+	ng_metric_set(ng_metrics_register(m, "nudge_loop_lag_seconds",
+					  "How late the event loop's 100 ms probe fired, last and max.",
+					  NG_METRIC_GAUGE, "window", NULL, 0),
+		      (const char *[]){"last"}, (double)lag.last_ms / 1000.0);
+	ng_metric_set(ng_metrics_register(m, "nudge_loop_lag_seconds", "", NG_METRIC_GAUGE, "window",
+					  NULL, 0),
+		      (const char *[]){"max"}, (double)lag.max_ms / 1000.0);
 	if (a->intake)
 		ng_intake_metrics(a->intake);
 }

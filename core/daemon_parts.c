@@ -49,8 +49,7 @@ static void on_schema_version(const struct ng_db_result *r, void *arg)
 		/* nudge_migrations missing: never migrated. Other errors: the pool logs them. */
 		if (strcmp(r->sqlstate, "42P01") == 0) {
 			parts->schema_behind = 1;
-			ng_error("daemon",
-			         "the database has never been migrated: run `nudge migrate`");
+			ng_error("daemon", "the database has never been migrated: run `nudge migrate`");
 		}
 		return;
 	}
@@ -58,9 +57,9 @@ static void on_schema_version(const struct ng_db_result *r, void *arg)
 	if (have < parts->schema_needed) {
 		parts->schema_behind = 1;
 		ng_error("daemon",
-		         "the database schema is at migration %04d but this nudge needs %04d: run "
-		         "`nudge migrate`",
-		         have, parts->schema_needed);
+			 "the database schema is at migration %04d but this nudge needs %04d: run "
+			 "`nudge migrate`",
+			 have, parts->schema_needed);
 	}
 }
 
@@ -71,24 +70,23 @@ static void check_schema(struct ng_daemon_parts *parts)
 	free(dir);
 	if (parts->schema_needed > 0)
 		ng_db_query(parts->db, "SELECT max(version) FROM nudge_migrations", 0, NULL,
-		            on_schema_version, parts);
+			    on_schema_version, parts);
 }
 
 static int start_db(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
-                    struct ng_daemon_parts *parts, char *err, size_t errlen)
+		    struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
 	struct ng_db_options o = {
-	    .conninfo = ng_conf_str(conf, "database.conninfo"),
-	    .pool_size = (int)ng_conf_int(conf, "database.pool_size"),
-	    .statement_timeout_ms = (int)ng_conf_int(conf, "database.statement_timeout_ms"),
-	    .connect_timeout_ms = (int)ng_conf_int(conf, "database.connect_timeout_ms"),
-	    .queue_timeout_ms = (int)ng_conf_int(conf, "database.queue_timeout_ms"),
-	    .close_timeout_ms = (int)ng_conf_int(conf, "shutdown_timeout_ms") / 2,
+		.conninfo = ng_conf_str(conf, "database.conninfo"),
+		.pool_size = (int)ng_conf_int(conf, "database.pool_size"),
+		.statement_timeout_ms = (int)ng_conf_int(conf, "database.statement_timeout_ms"),
+		.connect_timeout_ms = (int)ng_conf_int(conf, "database.connect_timeout_ms"),
+		.queue_timeout_ms = (int)ng_conf_int(conf, "database.queue_timeout_ms"),
+		.close_timeout_ms = (int)ng_conf_int(conf, "shutdown_timeout_ms") / 2,
 	};
 	int rc = ng_db_open(&parts->db, loop, &o);
 	if (rc) {
-		snprintf(err, errlen,
-		         "key 'database.conninfo' is not a connection string libpq accepts");
+		snprintf(err, errlen, "key 'database.conninfo' is not a connection string libpq accepts");
 		return rc;
 	}
 	ng_daemon_add(d, "database", parts->db, close_db, NULL);
@@ -124,7 +122,7 @@ static void wf_deployed(int status, const char *err, void *arg)
 		return;
 	if (status != 0 && status != NG_ECONFIG) {
 		ng_error("workflows", "deploying %s failed, retrying in %d ms: %s", w->dir,
-		         WF_DEPLOY_RETRY_MS, err ? err : ng_strerror(status));
+			 WF_DEPLOY_RETRY_MS, err ? err : ng_strerror(status));
 		uv_timer_start(&w->retry, on_wf_retry, WF_DEPLOY_RETRY_MS, 0);
 		return;
 	}
@@ -188,7 +186,7 @@ static void reload_wf(void *self, const struct ng_conf *conf)
 }
 
 static int start_wf(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
-                    struct ng_daemon_parts *parts, char *err, size_t errlen)
+		    struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
 	const char *dir = ng_conf_str(conf, "paths.workflows");
 	char *found = dir ? ng_xstrdup(dir) : ng_paths_shipped("workflows");
@@ -197,11 +195,11 @@ static int start_wf(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *
 		return -ENOENT;
 	}
 	struct ng_wf_options o = {
-	    .loop = loop,
-	    .db = parts->db,
-	    .clock = parts->clock,
-	    .default_timezone = ng_conf_str(conf, "store.timezone"),
-	    .listen = 1,
+		.loop = loop,
+		.db = parts->db,
+		.clock = parts->clock,
+		.default_timezone = ng_conf_str(conf, "store.timezone"),
+		.listen = 1,
 	};
 	struct ng_wf_part *w = ng_xcalloc(1, sizeof *w);
 	w->dir = found;
@@ -235,7 +233,7 @@ static const char *child_str(const struct ng_conf_node *n, const char *key)
 
 /* A list of {match_key, secret} tables from the configuration. */
 static struct ng_intake_secret *secrets_of(const struct ng_conf *conf, const char *path,
-                                           const char *match_key, size_t *n)
+					   const char *match_key, size_t *n)
 {
 	const struct ng_conf_node *list = ng_conf_get(conf, path);
 	size_t k = 0;
@@ -256,7 +254,7 @@ static struct ng_intake_secret *secrets_of(const struct ng_conf *conf, const cha
  * listener, so it closes after it: the listener's drain lets requests waiting for a commit answer.
  */
 static int start_intake(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
-                        struct ng_daemon_parts *parts, char *err, size_t errlen)
+			struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
 	const char *dir = ng_conf_str(conf, "intake.mappers");
 	char *found = dir ? ng_xstrdup(dir) : ng_paths_shipped("mappers");
@@ -275,26 +273,26 @@ static int start_intake(struct ng_daemon *d, uv_loop_t *loop, const struct ng_co
 	for (const struct ng_conf_node *c = keys ? keys->child : NULL; c; c = c->next)
 		api[nkeys++] = child_str(c, "key");
 	struct ng_intake_config ic = {
-	    .mappers_dir = found,
-	    .default_country_code = ng_conf_str(conf, "intake.default_country_code"),
-	    .base_url = ng_conf_str(conf, "store.base_url"),
-	    .api_keys = api,
-	    .napi_keys = nkeys,
-	    .retry_after_s = (int)ng_conf_int(conf, "intake.retry_after_s"),
-	    .commit_timeout_ms = (uint64_t)ng_conf_int(conf, "intake.commit_timeout_ms"),
-	    .max_batch = (int)ng_conf_int(conf, "intake.max_batch"),
-	    .max_inflight = (int)ng_conf_int(conf, "intake.max_inflight"),
+		.mappers_dir = found,
+		.default_country_code = ng_conf_str(conf, "intake.default_country_code"),
+		.base_url = ng_conf_str(conf, "store.base_url"),
+		.api_keys = api,
+		.napi_keys = nkeys,
+		.retry_after_s = (int)ng_conf_int(conf, "intake.retry_after_s"),
+		.commit_timeout_ms = (uint64_t)ng_conf_int(conf, "intake.commit_timeout_ms"),
+		.max_batch = (int)ng_conf_int(conf, "intake.max_batch"),
+		.max_inflight = (int)ng_conf_int(conf, "intake.max_inflight"),
 	};
 	if (ic.max_inflight == 0)
 		ic.max_inflight = (int)ng_conf_int(conf, "database.pool_size");
 	struct ng_intake_secret *shops = secrets_of(conf, "intake.shopify", "shop", &ic.nshopify);
 	struct ng_intake_secret *woo =
-	    secrets_of(conf, "intake.woocommerce", "site", &ic.nwoocommerce);
+		secrets_of(conf, "intake.woocommerce", "site", &ic.nwoocommerce);
 	ic.shopify = shops;
 	ic.woocommerce = woo;
 	char why[1024];
 	int rc = ng_intake_open(&parts->intake, loop, parts->db, parts->metrics, parts->plugins,
-	                        &ic, why, sizeof why);
+				&ic, why, sizeof why);
 	free(shops);
 	free(woo);
 	free(api);
@@ -309,21 +307,21 @@ static int start_intake(struct ng_daemon *d, uv_loop_t *loop, const struct ng_co
 
 /* Requests by route and status, for /metrics. */
 static void observe_http(void *arg, const char *route, const char *method, int status,
-                         uint64_t elapsed_ms)
+			 uint64_t elapsed_ms)
 {
 	struct ng_metrics *m = arg;
 	char code[8];
 	snprintf(code, sizeof code, "%d", status);
 	const char *r = *route ? route : "unknown";
 	ng_metric_add(ng_metrics_register(m, "nudge_http_requests_total",
-	                                  "HTTP requests answered, by route, method and status.",
-	                                  NG_METRIC_COUNTER, "route,method,status", NULL, 0),
-	              (const char *[]){r, method, code}, 1);
+					  "HTTP requests answered, by route, method and status.",
+					  NG_METRIC_COUNTER, "route,method,status", NULL, 0),
+		      (const char *[]){r, method, code}, 1);
 	ng_metric_observe(ng_metrics_register(m, "nudge_http_request_duration_seconds",
-	                                      "Time from a request's first byte to its answer, by "
-	                                      "route.",
-	                                      NG_METRIC_HISTOGRAM, "route", NULL, 0),
-	                  (const char *[]){r}, (double)elapsed_ms / 1000.0);
+					      "Time from a request's first byte to its answer, by "
+					      "route.",
+					      NG_METRIC_HISTOGRAM, "route", NULL, 0),
+			  (const char *[]){r}, (double)elapsed_ms / 1000.0);
 }
 
 static void close_httpd(void *self, void (*done)(void *arg), void *arg)
@@ -356,7 +354,7 @@ static int parse_listen(const char *s, char *host, size_t hostlen, int *port)
 }
 
 static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
-                       struct ng_daemon_parts *parts, char *err, size_t errlen)
+		       struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
 	const char *listen = ng_conf_str(conf, "http.listen");
 	char host[256];
@@ -366,31 +364,26 @@ static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_con
 		return -EINVAL;
 	}
 	struct ng_httpd_options o = {
-	    .max_header_bytes = (size_t)ng_conf_int(conf, "http.max_header_bytes"),
-	    .max_headers = (int)ng_conf_int(conf, "http.max_headers"),
-	    .max_body_bytes = (size_t)ng_conf_int(conf, "http.max_body_bytes"),
-	    .max_connections = (int)ng_conf_int(conf, "http.max_connections"),
-	    .header_timeout_ms = (uint64_t)ng_conf_int(conf, "http.header_timeout_ms"),
-	    .body_timeout_ms = (uint64_t)ng_conf_int(conf, "http.body_timeout_ms"),
-	    .idle_timeout_ms = (uint64_t)ng_conf_int(conf, "http.idle_timeout_ms"),
-	    .drain_timeout_ms = (uint64_t)ng_conf_int(conf, "shutdown_timeout_ms") / 2,
+		.max_header_bytes = (size_t)ng_conf_int(conf, "http.max_header_bytes"),
+		.max_headers = (int)ng_conf_int(conf, "http.max_headers"),
+		.max_body_bytes = (size_t)ng_conf_int(conf, "http.max_body_bytes"),
+		.max_connections = (int)ng_conf_int(conf, "http.max_connections"),
+		.header_timeout_ms = (uint64_t)ng_conf_int(conf, "http.header_timeout_ms"),
+		.body_timeout_ms = (uint64_t)ng_conf_int(conf, "http.body_timeout_ms"),
+		.idle_timeout_ms = (uint64_t)ng_conf_int(conf, "http.idle_timeout_ms"),
+		.drain_timeout_ms = (uint64_t)ng_conf_int(conf, "shutdown_timeout_ms") / 2,
 	};
 	ng_httpd_open(&parts->httpd, loop, &o);
 	ng_daemon_add(d, "http", parts->httpd, close_httpd, NULL);
 	int rc = ng_httpd_listen(parts->httpd, host, port);
 	if (rc) {
 		snprintf(err, errlen, "cannot listen on %s (key 'http.listen'): %s", listen,
-		         uv_strerror(rc));
+			 uv_strerror(rc));
 		return rc;
 	}
 	parts->admin = ng_xcalloc(1, sizeof *parts->admin);
-	*parts->admin = (struct ng_admin){d,
-	                                  parts->clock,
-	                                  parts->db,
-	                                  parts->senders,
-	                                  parts->metrics,
-	                                  (int64_t)parts->started_ms,
-	                                  parts->intake};
+	*parts->admin = (struct ng_admin){d, parts->clock, parts->db, parts->senders,
+					  parts->metrics, (int64_t)parts->started_ms, parts->intake};
 	ng_admin_routes(parts->admin, parts->httpd);
 	ng_intake_routes(parts->intake, parts->httpd);
 	ng_httpd_observe(parts->httpd, observe_http, parts->metrics);
@@ -404,7 +397,7 @@ static void close_plugins(void *self, void (*done)(void *arg), void *arg)
 }
 
 int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
-                          struct ng_daemon_parts *parts, char *err, size_t errlen)
+			  struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
 	parts->metrics = ng_metrics_new();
 	parts->clock = ng_clock_real(loop);
@@ -427,8 +420,8 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 	ng_daemon_add(d, "plugins", parts->plugins, close_plugins, NULL);
 	ng_plugin_host_load_conf(parts->plugins, conf, NULL, NULL);
 
-	/* The pool connects in the background: the daemon starts (and /healthz says "degraded")
-	 * while PostgreSQL is down, and catches up when it comes back. */
+	/* The pool connects in the background: the daemon starts (and /healthz says "degraded") while
+	 * PostgreSQL is down, and catches up when it comes back. */
 	rc = start_db(d, loop, conf, parts, err, errlen);
 	if (rc)
 		return rc;

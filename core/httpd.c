@@ -32,7 +32,7 @@ struct httpd_conn {
 	uv_timer_t timer;
 	http_parser parser;
 	struct ng_httpd_req *req; /* being parsed, or being handled */
-	int handling;             /* the handler owns req */
+	int handling;		  /* the handler owns req */
 	int closing;
 	int keep_alive;
 	int headers_done;
@@ -77,44 +77,25 @@ static uint64_t now_ms(void)
 static const char *reason(int status)
 {
 	switch (status) {
-	case 200:
-		return "OK";
-	case 201:
-		return "Created";
-	case 202:
-		return "Accepted";
-	case 204:
-		return "No Content";
-	case 400:
-		return "Bad Request";
-	case 401:
-		return "Unauthorized";
-	case 403:
-		return "Forbidden";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 408:
-		return "Request Timeout";
-	case 409:
-		return "Conflict";
-	case 413:
-		return "Payload Too Large";
-	case 415:
-		return "Unsupported Media Type";
-	case 422:
-		return "Unprocessable Entity";
-	case 429:
-		return "Too Many Requests";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 503:
-		return "Service Unavailable";
-	default:
-		return status < 400 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Entity";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return status < 400 ? "OK" : status < 500 ? "Client Error" : "Server Error";
 	}
 }
 
@@ -122,8 +103,7 @@ static void maybe_finish_close(struct ng_httpd *s);
 static void conn_close(struct httpd_conn *c);
 static void conn_resume(struct httpd_conn *c);
 
-/* ---- writing ----------------------------------------------------------------------------------
- */
+/* ---- writing ---------------------------------------------------------------------------------- */
 
 struct write_req {
 	uv_write_t w;
@@ -149,8 +129,9 @@ static void on_written(uv_write_t *w, int status)
 }
 
 /* Sends a complete response on c. */
-static void conn_send(struct httpd_conn *c, int status, const char *extra_headers, size_t extra_len,
-                      const char *ctype, const char *body, size_t len, int close_after)
+static void conn_send(struct httpd_conn *c, int status, const char *extra_headers,
+		      size_t extra_len, const char *ctype, const char *body, size_t len,
+		      int close_after)
 {
 	if (!c->keep_alive || c->srv->closing)
 		close_after = 1;
@@ -160,10 +141,11 @@ static void conn_send(struct httpd_conn *c, int status, const char *extra_header
 	gmtime_r(&t, &tm);
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 	char head[512];
-	int n = snprintf(
-	    head, sizeof head, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n%s%s%s%s",
-	    status, reason(status), date, len, ctype ? "Content-Type: " : "", ctype ? ctype : "",
-	    ctype ? "\r\n" : "", close_after ? "Connection: close\r\n" : "");
+	int n = snprintf(head, sizeof head,
+			 "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n%s%s%s%s",
+			 status, reason(status), date, len, ctype ? "Content-Type: " : "",
+			 ctype ? ctype : "", ctype ? "\r\n" : "",
+			 close_after ? "Connection: close\r\n" : "");
 	size_t total = (size_t)n + extra_len + 2 + len;
 	struct write_req *wr = ng_xcalloc(1, sizeof *wr);
 	wr->buf = ng_xmalloc(total);
@@ -203,8 +185,7 @@ static void conn_refuse(struct httpd_conn *c, int status, const char *why)
 	conn_send(c, status, NULL, 0, "text/plain; charset=utf-8", why, strlen(why), 1);
 }
 
-/* ---- connections ------------------------------------------------------------------------------
- */
+/* ---- connections ------------------------------------------------------------------------------ */
 
 static void on_conn_closed(uv_handle_t *h)
 {
@@ -290,11 +271,11 @@ static void conn_parse(struct httpd_conn *c, const char *data, size_t len)
 		char why[160];
 		if (e == HPE_UNEXPECTED_CONTENT_LENGTH)
 			snprintf(why, sizeof why,
-			         "ambiguous request: Content-Length with Transfer-Encoding, or "
-			         "repeated\n");
+				 "ambiguous request: Content-Length with Transfer-Encoding, or "
+				 "repeated\n");
 		else
 			snprintf(why, sizeof why, "malformed request: %s\n",
-			         http_errno_description(e));
+				 http_errno_description(e));
 		conn_refuse(c, 400, why);
 	}
 }
@@ -373,8 +354,7 @@ static void on_connection(uv_stream_t *listener, int status)
 	uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-/* ---- parsing ----------------------------------------------------------------------------------
- */
+/* ---- parsing ---------------------------------------------------------------------------------- */
 
 static int refuse(struct httpd_conn *c, int status, const char *why)
 {
@@ -462,17 +442,14 @@ static int on_headers_complete(http_parser *p)
 		te += strcasecmp(r->hname[i], "Transfer-Encoding") == 0;
 	}
 	if (cl > 1 || (cl && te))
-		return refuse(c, 400,
-		              "ambiguous request: Content-Length with Transfer-Encoding, or "
-		              "repeated\n");
+		return refuse(c, 400, "ambiguous request: Content-Length with Transfer-Encoding, or "
+				      "repeated\n");
 	struct http_parser_url u;
 	http_parser_url_init(&u);
-	if (!r->url ||
-	    http_parser_parse_url(r->url, r->url_len, p->method == HTTP_CONNECT, &u) != 0)
+	if (!r->url || http_parser_parse_url(r->url, r->url_len, p->method == HTTP_CONNECT, &u) != 0)
 		return refuse(c, 400, "malformed request target\n");
 	if (u.field_set & (1 << UF_PATH))
-		r->path =
-		    ng_xstrndup(r->url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+		r->path = ng_xstrndup(r->url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
 	else
 		r->path = ng_xstrdup("/");
 	if (u.field_set & (1 << UF_QUERY)) {
@@ -498,13 +475,13 @@ static int on_body(http_parser *p, const char *at, size_t n)
 }
 
 static const struct route *find_route(struct ng_httpd *s, const char *method, const char *path,
-                                      int *path_known)
+				      int *path_known)
 {
 	*path_known = 0;
 	for (const struct route *rt = s->routes; rt; rt = rt->next) {
 		size_t plen = strlen(rt->path);
-		int match =
-		    rt->prefix ? strncmp(path, rt->path, plen) == 0 : strcmp(path, rt->path) == 0;
+		int match = rt->prefix ? strncmp(path, rt->path, plen) == 0
+				       : strcmp(path, rt->path) == 0;
 		if (!match)
 			continue;
 		*path_known = 1;
@@ -532,15 +509,15 @@ static int on_message_complete(http_parser *p)
 			for (const struct route *x = s->routes; x; x = x->next) {
 				size_t pl = strlen(x->path);
 				if (x->prefix ? strncmp(r->path, x->path, pl) == 0
-				              : strcmp(r->path, x->path) == 0) {
+					      : strcmp(r->path, x->path) == 0) {
 					size_t l = strlen(allow);
 					snprintf(allow + l, sizeof allow - l, "%s%s", l ? ", " : "",
-					         x->method);
+						 x->method);
 				}
 			}
 			ng_httpd_add_header(r, "Allow", allow);
 			ng_httpd_respond(r, 405, "text/plain; charset=utf-8",
-			                 "method not allowed\n", 19);
+					 "method not allowed\n", 19);
 		} else {
 			ng_httpd_respond(r, 404, "text/plain; charset=utf-8", "not found\n", 10);
 		}
@@ -553,8 +530,7 @@ static int on_message_complete(http_parser *p)
 	return 0;
 }
 
-/* ---- the server -------------------------------------------------------------------------------
- */
+/* ---- the server ------------------------------------------------------------------------------- */
 
 static void unlink_pending(struct ng_httpd *s, struct ng_httpd_req *r)
 {
@@ -567,12 +543,12 @@ static void unlink_pending(struct ng_httpd *s, struct ng_httpd_req *r)
 }
 
 void ng_httpd_respond(struct ng_httpd_req *r, int status, const char *content_type,
-                      const char *body, size_t len)
+		      const char *body, size_t len)
 {
 	struct httpd_conn *c = r->conn;
 	if (r->srv && r->srv->observe)
 		r->srv->observe(r->srv->observe_arg, r->route ? r->route : "", r->method, status,
-		                now_ms() - r->started_ms);
+				now_ms() - r->started_ms);
 	if (r->srv) {
 		unlink_pending(r->srv, r);
 		maybe_finish_close(r->srv);
@@ -655,7 +631,7 @@ int ng_httpd_port(const struct ng_httpd *s)
 }
 
 void ng_httpd_route(struct ng_httpd *s, const char *method, const char *path, ng_httpd_handler h,
-                    void *arg)
+		    void *arg)
 {
 	struct route *rt = ng_xcalloc(1, sizeof *rt);
 	snprintf(rt->method, sizeof rt->method, "%s", method);

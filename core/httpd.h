@@ -30,10 +30,10 @@ struct ng_httpd;
 struct ng_httpd_req;
 
 struct ng_httpd_options {
-	size_t max_header_bytes;    /* default 16 KiB */
-	int max_headers;            /* default 100 */
-	size_t max_body_bytes;      /* default 1 MiB */
-	int max_connections;        /* default 1024 */
+	size_t max_header_bytes;  /* default 16 KiB */
+	int max_headers;	  /* default 100 */
+	size_t max_body_bytes;	  /* default 1 MiB */
+	int max_connections;	  /* default 1024 */
 	uint64_t header_timeout_ms; /* default 10 s */
 	uint64_t body_timeout_ms;   /* default 30 s */
 	uint64_t idle_timeout_ms;   /* default 60 s */
@@ -52,13 +52,13 @@ int ng_httpd_open(struct ng_httpd **out, uv_loop_t *loop, const struct ng_httpd_
 int ng_httpd_listen(struct ng_httpd *s, const char *host, int port);
 int ng_httpd_port(const struct ng_httpd *s);
 void ng_httpd_route(struct ng_httpd *s, const char *method, const char *path, ng_httpd_handler h,
-                    void *arg);
+		    void *arg);
 void ng_httpd_stats(const struct ng_httpd *s, struct ng_httpd_stats *out);
 /* Called for every answer given through ng_httpd_respond (routed or 404/405): the route pattern
  * ("" when none matched), the method, the status and the milliseconds since the request began.
  * For metrics by route and status. */
 typedef void (*ng_httpd_observer)(void *arg, const char *route, const char *method, int status,
-                                  uint64_t elapsed_ms);
+				  uint64_t elapsed_ms);
 void ng_httpd_observe(struct ng_httpd *s, ng_httpd_observer fn, void *arg);
 /* Stops accepting, lets requests being handled answer (at most drain_timeout_ms), closes every
  * connection and handle, frees the server and calls done(arg). */
@@ -71,7 +71,7 @@ const char *ng_httpd_query(const struct ng_httpd_req *r); /* "" when there is no
 const char *ng_httpd_header(const struct ng_httpd_req *r, const char *name);
 size_t ng_httpd_header_count(const struct ng_httpd_req *r);
 void ng_httpd_header_at(const struct ng_httpd_req *r, size_t i, const char **name,
-                        const char **value);
+			const char **value);
 const char *ng_httpd_body(const struct ng_httpd_req *r, size_t *len);
 const char *ng_httpd_remote(const struct ng_httpd_req *r);
 
@@ -79,6 +79,6 @@ const char *ng_httpd_remote(const struct ng_httpd_req *r);
 void ng_httpd_add_header(struct ng_httpd_req *r, const char *name, const char *value);
 /* Answers and releases the request. Call exactly once per request. */
 void ng_httpd_respond(struct ng_httpd_req *r, int status, const char *content_type,
-                      const char *body, size_t len);
+		      const char *body, size_t len);
 
 #endif
