@@ -348,8 +348,12 @@ static void handle(struct ng_intake *in, struct ng_httpd_req *req, const char *s
 	json_error_t je;
 	payload = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 	if (!payload) {
-		snprintf(err, sizeof err, "malformed JSON at line %d column %d: %s", je.line,
-		         je.column, je.text);
+		snprintf(err, sizeof err, "malformed JSON at line %d column %d: %s%s", je.line,
+		         je.column,
+		         json_error_code(&je) == json_error_invalid_utf8
+		             ? "the body is not valid UTF-8: "
+		             : "",
+		         je.text);
 		in->stats.rejected++;
 		answer_error(in, req, source, started, 400, "rejected", err);
 		goto out;

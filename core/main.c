@@ -26,6 +26,9 @@ static const struct ng_command commands[] = {
 	{"simulate", "WORKFLOW [--customer FILE] [--events FILE] [--for 30d] [--conninfo C]",
 	 "print a workflow's timeline for one customer on the virtual clock; sends nothing",
 	 ng_cmd_simulate},
+	{"events", "send FILE [--url URL] [--key KEY] [--direct] [--config FILE | --conninfo C]",
+	 "post a /v1/events body to the running daemon, or with --direct commit it into the database",
+	 ng_cmd_events},
 	{"version", "", "print the version", cmd_version},
 	{"help", "[COMMAND]", "show this help, or one command's", cmd_help},
 };
