@@ -154,11 +154,28 @@ void ng_intake_stats(const struct ng_intake *in, struct ng_intake_stats *out)
 /* ---- answers ----------------------------------------------------------------------------------
  */
 
+/* A JSON string of s; bytes of invalid UTF-8 (a header echoed in a sentence) become '?'. */
+static json_t *jstr(const char *s)
+{
+	json_t *j = json_string(s);
+	if (j)
+		return j;
+	char *copy = ng_xstrdup(s);
+	for (char *p = copy; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j;
+}
+
 static void answer_json(struct ng_intake *in, struct ng_httpd_req *req, const char *source,
                         uint64_t started_ms, int status, json_t *body)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
+	if (!text)
+		text = ng_xstrdup("{}");
 	size_t len = strlen(text);
 	text = ng_xrealloc(text, len + 2);
 	text[len++] = '\n';
@@ -181,7 +198,7 @@ static void answer_error(struct ng_intake *in, struct ng_httpd_req *req, const c
                          uint64_t started_ms, int status, const char *outcome, const char *why)
 {
 	count(in, source, outcome, 1);
-	answer_json(in, req, source, started_ms, status, json_pack("{s:s}", "error", why));
+	answer_json(in, req, source, started_ms, status, json_pack("{s:o}", "error", jstr(why)));
 }
 
 static void pending_closed(uv_handle_t *h)
@@ -363,7 +380,7 @@ static void handle(struct ng_intake *in, struct ng_httpd_req *req, const char *s
 		in->stats.ignored++;
 		count(in, source, "ignored", 1);
 		answer_json(in, req, source, started, 200,
-		            json_pack("{s:s, s:s}", "status", "ignored", "reason", err));
+		            json_pack("{s:s, s:o}", "status", "ignored", "reason", jstr(err)));
 		goto out;
 	}
 	if (rc == -EBADMSG) {

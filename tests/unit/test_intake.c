@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -208,6 +209,8 @@ static void start_daemon(struct daemon *d, const char *extra_http)
 	d->pid = fork();
 	ASSERT(d->pid >= 0);
 	if (d->pid == 0) {
+		/* A failed assert ends the test process: the daemon must not outlive it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(lfd, 1);
 		dup2(lfd, 2);
 		execl(build_path("nudge"), "nudge", "serve", "--config", d->conf, (char *)NULL);
