@@ -655,7 +655,7 @@ static void test_consent_recorded_only_on_change_and_suppression_holds(void)
 static void test_bad_input(void)
 {
 	struct daemon d;
-	start_daemon(&d, ", header_timeout_ms = 500");
+	start_daemon(&d, ", header_timeout_ms = 500, body_timeout_ms = 500");
 	struct resp r;
 	/* 10 MB announced: 413 before the body is read. */
 	int s = connect_port(d.port);
@@ -759,6 +759,15 @@ static void test_bad_input(void)
 	ASSERT_CMP_INT(ng_test_now_ms() - t0, <, 2000);
 	int st = read_resp(s, &r);
 	ASSERT(st == 408 || st == -1);
+	close(s);
+	/* A body that stops coming: 408 at the body deadline. */
+	s = connect_port(d.port);
+	const char *part =
+	    "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"ty";
+	ASSERT_EQ_INT(send_all(s, part, strlen(part)), 0);
+	t0 = ng_test_now_ms();
+	ASSERT_EQ_INT(read_resp(s, &r), 408);
+	ASSERT_CMP_INT(ng_test_now_ms() - t0, <, 2000);
 	close(s);
 	/* Nothing of this reached the database, and the daemon still answers. */
 	ASSERT_EQ_INT(request(d.port, "GET", "/healthz", NULL, "", 0, &r), 200);
