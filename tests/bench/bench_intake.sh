@@ -7,8 +7,11 @@
 # customer look-up, consent check, event row, workflow inbox row, commit), and pgbench with a
 # single-row INSERT per transaction at the same client counts on the same cluster. Then a paced run
 # (50 connections, 10 ms between requests on each: at most 5,000/s) for the latency at that rate.
-# Reports events/s with p50/p99, the pgbench commit rate, and the ratio. wrk is installed with
-# apt-get when missing. BENCH_SECONDS (default 10) per run.
+# Reports events/s with p50/p99, the pgbench commit rate, the ratio, and how many group commits
+# carried the events. The cluster runs with fsync on (BENCH_FSYNC=off to compare). wrk is installed
+# with apt-get when missing. BENCH_SECONDS (default 10) per run; BENCH_INFLIGHT sets
+# intake.max_inflight; BENCH_WORKFLOWS another workflows directory (an empty one: intake without
+# the shipped workflows reacting to every checkout).
 set -eu
 cd "$(dirname "$0")/../.."
 top=$(pwd)
