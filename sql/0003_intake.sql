@@ -51,6 +51,8 @@ DECLARE
     em   text := c->>'email';
     ph   text := c->>'phone';
     cid  bigint;
+    won  bigint;
+    made boolean := false;
     cur  customers%ROWTYPE;
 BEGIN
     IF sid IS NULL AND em IS NULL AND ph IS NULL THEN
@@ -72,6 +74,7 @@ BEGIN
         VALUES (em, ph, c->>'first_name', c->>'last_name', c->>'locale', c->>'timezone',
                 coalesce(c->'properties', '{}'::jsonb))
         RETURNING id INTO cid;
+        made := true;
     ELSE
         SELECT * INTO cur FROM customers WHERE id = cid;
         IF cur.erased_at IS NULL THEN
@@ -105,6 +108,18 @@ BEGIN
     IF sid IS NOT NULL THEN
         INSERT INTO customer_identities (source, external_id, customer_id)
         VALUES (src, sid, cid) ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            -- A concurrent transaction recorded this id first (ON CONFLICT waited for it to
+            -- commit): its customer is the one, and the row made here a moment ago goes.
+            SELECT customer_id INTO won FROM customer_identities
+             WHERE source = src AND external_id = sid;
+            IF won IS DISTINCT FROM cid THEN
+                IF made THEN
+                    DELETE FROM customers WHERE id = cid;
+                END IF;
+                cid := won;
+            END IF;
+        END IF;
     END IF;
     RETURN cid;
 END $$;

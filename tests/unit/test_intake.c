@@ -816,7 +816,7 @@ static void test_group_commit_and_metrics(void)
 		int bl = snprintf(body, sizeof body,
 		                  "{\"type\":\"group.test\",\"idempotency_key\":\"g-%s-%d\","
 		                  "\"customer\":{\"id\":\"g-%s-%d\"}}",
-		                  tag(), i, tag(), i % 8);
+		                  tag(), i, tag(), i < 4 ? 99 : i % 8);
 		int n =
 		    snprintf(req, sizeof req,
 		             "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " API_KEY
