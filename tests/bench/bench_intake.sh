@@ -11,7 +11,8 @@
 # carried the events. The cluster runs with fsync on (BENCH_FSYNC=off to compare). wrk is installed
 # with apt-get when missing. BENCH_SECONDS (default 10) per run; BENCH_INFLIGHT sets
 # intake.max_inflight; BENCH_WORKFLOWS another workflows directory (an empty one: intake without
-# the shipped workflows reacting to every checkout).
+# the shipped workflows reacting to every checkout); BENCH_TRIGGER=off disables the trigger that
+# queues each event for the workflow engine, to measure the intake alone.
 set -eu
 cd "$(dirname "$0")/../.."
 top=$(pwd)
@@ -43,6 +44,11 @@ as_owner "$pgbin/pg_ctl" -D "$work/pg/data" -m fast -w restart -o "-p $pgport \
 	-c fsync=${BENCH_FSYNC:-on} -c max_connections=400" >/dev/null
 psql "$conninfo" -qc "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null
 build/nudge migrate --conninfo "$conninfo" >/dev/null 2>&1
+if [ "${BENCH_TRIGGER:-on}" = off ]; then
+	# Intake alone: events are not queued for the workflow engine (whose per-event commits
+	# otherwise share the cluster with the intake's).
+	psql "$conninfo" -qc "ALTER TABLE events DISABLE TRIGGER events_queue_for_workflows" >/dev/null
+fi
 psql "$conninfo" -qc "CREATE TABLE bench_insert (id bigint GENERATED ALWAYS AS IDENTITY, v integer)" >/dev/null
 fsync=$(psql "$conninfo" -Atc "SHOW fsync")
 rm -f "$work/commands"
@@ -73,7 +79,7 @@ SIG=$(openssl dgst -sha256 -hmac "$secret" -binary <"$fixture" | base64)
 export SIG
 printf 'INSERT INTO bench_insert (v) VALUES (1);\n' >"$work/insert.sql"
 
-echo "cluster: fsync=$fsync; nudge pool_size=4; ${secs}s per run; $(nproc) cores shared with the load generators"
+echo "cluster: fsync=$fsync; workflow trigger ${BENCH_TRIGGER:-on}; nudge pool_size=4; ${secs}s per run; $(nproc) cores shared with the load generators"
 printf '%-12s %12s %9s %9s %14s %8s\n' connections "events/s" "p50 ms" "p99 ms" "pgbench tps" ratio
 for c in 1 32 256; do
 	t=$(( c < 2 ? 1 : 2 ))
