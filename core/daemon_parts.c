@@ -249,6 +249,49 @@ static struct ng_intake_secret *secrets_of(const struct ng_conf *conf, const cha
 	return out;
 }
 
+/* The API keys and webhook secrets of the configuration, borrowed from it. */
+struct intake_keys {
+	const char **api;
+	struct ng_intake_secret *shops, *woo;
+};
+
+static void intake_keys_get(const struct ng_conf *conf, struct intake_keys *k,
+			    struct ng_intake_config *ic)
+{
+	const struct ng_conf_node *keys = ng_conf_get(conf, "intake.api_keys");
+	size_t n = 0;
+	for (const struct ng_conf_node *c = keys ? keys->child : NULL; c; c = c->next)
+		n++;
+	k->api = ng_xcalloc(n ? n : 1, sizeof *k->api);
+	n = 0;
+	for (const struct ng_conf_node *c = keys ? keys->child : NULL; c; c = c->next)
+		k->api[n++] = child_str(c, "key");
+	ic->api_keys = k->api;
+	ic->napi_keys = n;
+	k->shops = secrets_of(conf, "intake.shopify", "shop", &ic->nshopify);
+	k->woo = secrets_of(conf, "intake.woocommerce", "site", &ic->nwoocommerce);
+	ic->shopify = k->shops;
+	ic->woocommerce = k->woo;
+}
+
+static void intake_keys_free(struct intake_keys *k)
+{
+	free(k->api);
+	free(k->shops);
+	free(k->woo);
+}
+
+/* SIGHUP: rotated secrets and new API keys take effect at once. */
+static void reload_intake(void *self, const struct ng_conf *conf)
+{
+	struct intake_keys k;
+	struct ng_intake_config ic = {0};
+	intake_keys_get(conf, &k, &ic);
+	ng_intake_reload_secrets(self, &ic);
+	intake_keys_free(&k);
+	ng_info("intake", "API keys and webhook secrets reloaded");
+}
+
 /*
  * Event intake: the mappers, the secrets and the group committer. It starts before the HTTP
  * listener, so it closes after it: the listener's drain lets requests waiting for a commit answer.
@@ -264,20 +307,11 @@ static int start_intake(struct ng_daemon *d, uv_loop_t *loop, const struct ng_co
 		snprintf(err, errlen, "no mappers directory: set key 'intake.mappers'");
 		return -ENOENT;
 	}
-	const struct ng_conf_node *keys = ng_conf_get(conf, "intake.api_keys");
-	size_t nkeys = 0;
-	for (const struct ng_conf_node *c = keys ? keys->child : NULL; c; c = c->next)
-		nkeys++;
-	const char **api = ng_xcalloc(nkeys ? nkeys : 1, sizeof *api);
-	nkeys = 0;
-	for (const struct ng_conf_node *c = keys ? keys->child : NULL; c; c = c->next)
-		api[nkeys++] = child_str(c, "key");
+	struct intake_keys k;
 	struct ng_intake_config ic = {
 		.mappers_dir = found,
 		.default_country_code = ng_conf_str(conf, "intake.default_country_code"),
 		.base_url = ng_conf_str(conf, "store.base_url"),
-		.api_keys = api,
-		.napi_keys = nkeys,
 		.retry_after_s = (int)ng_conf_int(conf, "intake.retry_after_s"),
 		.commit_timeout_ms = (uint64_t)ng_conf_int(conf, "intake.commit_timeout_ms"),
 		.max_batch = (int)ng_conf_int(conf, "intake.max_batch"),
@@ -285,23 +319,17 @@ static int start_intake(struct ng_daemon *d, uv_loop_t *loop, const struct ng_co
 	};
 	if (ic.max_inflight == 0)
 		ic.max_inflight = (int)ng_conf_int(conf, "database.pool_size");
-	struct ng_intake_secret *shops = secrets_of(conf, "intake.shopify", "shop", &ic.nshopify);
-	struct ng_intake_secret *woo =
-		secrets_of(conf, "intake.woocommerce", "site", &ic.nwoocommerce);
-	ic.shopify = shops;
-	ic.woocommerce = woo;
+	intake_keys_get(conf, &k, &ic);
 	char why[1024];
 	int rc = ng_intake_open(&parts->intake, loop, parts->db, parts->metrics, parts->plugins,
 				&ic, why, sizeof why);
-	free(shops);
-	free(woo);
-	free(api);
+	intake_keys_free(&k);
 	free(found);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the event intake: %s", why);
 		return rc;
 	}
-	ng_daemon_add(d, "intake", parts->intake, close_intake, NULL);
+	ng_daemon_add(d, "intake", parts->intake, close_intake, reload_intake);
 	return 0;
 }
 

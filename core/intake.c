@@ -72,6 +72,28 @@ static char *dup_or_null(const char *s)
 	return s ? ng_xstrdup(s) : NULL;
 }
 
+static void free_keys(struct ng_intake_config *c)
+{
+	for (size_t i = 0; i < c->napi_keys; i++)
+		free((char *)c->api_keys[i]);
+	free((void *)c->api_keys);
+	free_secrets(c->shopify, c->nshopify);
+	free_secrets(c->woocommerce, c->nwoocommerce);
+}
+
+static void copy_keys(struct ng_intake_config *dst, const struct ng_intake_config *src)
+{
+	const char **keys = ng_xcalloc(src->napi_keys ? src->napi_keys : 1, sizeof *keys);
+	for (size_t i = 0; i < src->napi_keys; i++)
+		keys[i] = ng_xstrdup(src->api_keys[i] ? src->api_keys[i] : "");
+	dst->api_keys = keys;
+	dst->napi_keys = src->napi_keys;
+	dst->shopify = copy_secrets(src->shopify, src->nshopify);
+	dst->nshopify = src->nshopify;
+	dst->woocommerce = copy_secrets(src->woocommerce, src->nwoocommerce);
+	dst->nwoocommerce = src->nwoocommerce;
+}
+
 static void free_intake(struct ng_intake *in)
 {
 	for (int i = 0; i < NSOURCES; i++)
@@ -79,12 +101,14 @@ static void free_intake(struct ng_intake *in)
 	free((char *)in->cfg.mappers_dir);
 	free((char *)in->cfg.default_country_code);
 	free((char *)in->cfg.base_url);
-	for (size_t i = 0; i < in->cfg.napi_keys; i++)
-		free((char *)in->cfg.api_keys[i]);
-	free((void *)in->cfg.api_keys);
-	free_secrets(in->cfg.shopify, in->cfg.nshopify);
-	free_secrets(in->cfg.woocommerce, in->cfg.nwoocommerce);
+	free_keys(&in->cfg);
 	free(in);
+}
+
+void ng_intake_reload_secrets(struct ng_intake *in, const struct ng_intake_config *cfg)
+{
+	free_keys(&in->cfg);
+	copy_keys(&in->cfg, cfg);
 }
 
 /* ---- metrics ----------------------------------------------------------------------------------
@@ -485,12 +509,7 @@ int ng_intake_open(struct ng_intake **out, uv_loop_t *loop, struct ng_db *db,
 	in->cfg.mappers_dir = dup_or_null(cfg->mappers_dir);
 	in->cfg.default_country_code = dup_or_null(cfg->default_country_code);
 	in->cfg.base_url = dup_or_null(cfg->base_url);
-	const char **keys = ng_xcalloc(cfg->napi_keys ? cfg->napi_keys : 1, sizeof *keys);
-	for (size_t i = 0; i < cfg->napi_keys; i++)
-		keys[i] = ng_xstrdup(cfg->api_keys[i] ? cfg->api_keys[i] : "");
-	in->cfg.api_keys = keys;
-	in->cfg.shopify = copy_secrets(cfg->shopify, cfg->nshopify);
-	in->cfg.woocommerce = copy_secrets(cfg->woocommerce, cfg->nwoocommerce);
+	copy_keys(&in->cfg, cfg);
 	if (in->cfg.retry_after_s <= 0)
 		in->cfg.retry_after_s = 5;
 	if (!in->cfg.commit_timeout_ms)

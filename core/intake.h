@@ -62,6 +62,9 @@ int ng_intake_open(struct ng_intake **out, uv_loop_t *loop, struct ng_db *db,
                    struct ng_metrics *metrics, struct ng_plugin_host *plugins,
                    const struct ng_intake_config *cfg, char *err, size_t errlen);
 void ng_intake_routes(struct ng_intake *in, struct ng_httpd *srv);
+/* Replaces the API keys and webhook secrets (SIGHUP: a rotated secret takes effect without a
+ * restart); the rest of cfg is ignored. Requests already past their check are not affected. */
+void ng_intake_reload_secrets(struct ng_intake *in, const struct ng_intake_config *cfg);
 void ng_intake_stats(const struct ng_intake *in, struct ng_intake_stats *out);
 /* Refreshes the gauges /metrics shows (batches, queue). */
 void ng_intake_metrics(struct ng_intake *in);

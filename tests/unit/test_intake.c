@@ -938,6 +938,48 @@ static void test_events_send_command(void)
 	unlink(file);
 }
 
+/* A rotated secret takes effect on SIGHUP, without a restart. */
+static void test_secret_rotation_on_sighup(void)
+{
+	struct daemon d;
+	start_daemon(&d, NULL);
+	char path[1024];
+	snprintf(path, sizeof path, "%s/../shared/fixtures/shopify/orders_create.json", top());
+	size_t len, clen;
+	char *body = slurp(path, &len);
+	char eid[64];
+	snprintf(eid, sizeof eid, "rot-%s", tag());
+	struct resp r;
+	ASSERT_EQ_INT(
+	    post_shopify(d.port, "orders/create", eid, body, len, "rotated-secret", SHOP, &r), 401);
+	char *conf = slurp(d.conf, &clen);
+	char *at = strstr(conf, "'old-secret'");
+	ASSERT(at);
+	char *next = malloc(clen + 64);
+	snprintf(next, clen + 64, "%.*s'rotated-secret'%s", (int)(at - conf), conf,
+	         at + strlen("'old-secret'"));
+	FILE *f = fopen(d.conf, "w");
+	fputs(next, f);
+	fclose(f);
+	kill(d.pid, SIGHUP);
+	int st = 401;
+	for (int i = 0; i < 100 && st == 401; i++) {
+		usleep(20000);
+		st = post_shopify(d.port, "orders/create", eid, body, len, "rotated-secret", SHOP,
+		                  &r);
+	}
+	ASSERT_EQ_INT(st, 200);
+	/* The other secret of the shop still signs; the replaced one no longer does. */
+	ASSERT_EQ_INT(post_shopify(d.port, "orders/create", eid, body, len, SHOP_SECRET, SHOP, &r),
+	              200);
+	ASSERT_EQ_INT(post_shopify(d.port, "orders/create", eid, body, len, "old-secret", SHOP, &r),
+	              401);
+	free(next);
+	free(conf);
+	free(body);
+	stop_daemon(&d);
+}
+
 /* ---- PostgreSQL restarted under load ----------------------------------------------------------
  */
 
@@ -1065,4 +1107,4 @@ NG_TESTS(NG_TEST(test_shopify_fixtures_signed_and_unsigned),
          NG_TEST(test_consent_recorded_only_on_change_and_suppression_holds),
          NG_TEST(test_bad_input), NG_TEST(test_plugin_webhooks),
          NG_TEST(test_group_commit_and_metrics), NG_TEST(test_events_send_command),
-         NG_TEST(test_postgres_restart_under_load))
+         NG_TEST(test_secret_rotation_on_sighup), NG_TEST(test_postgres_restart_under_load))
