@@ -19,6 +19,8 @@ postgresql
 postgresql-contrib
 curl
 valgrind
+clang
+wrk
 "
 
 if [ "$(id -u)" -ne 0 ]; then

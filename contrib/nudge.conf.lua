@@ -34,6 +34,22 @@ return {
 
   -- The shared HTTP client the Twilio and Messenger plugins send with.
   http_client = { timeout_ms = 30000, connect_timeout_ms = 10000, max_response_bytes = 1048576 },
+  -- Event intake (docs/events.md). The demo values below are for `make demo` only: put your
+  -- shop's client secret and a random API key in files (chmod 600) and read them with file().
+  intake = {
+    default_country_code = "49",  -- for phone numbers written without +CC
+    api_keys = {
+      { name = "demo", key = env("NUDGE_API_KEY", "demo-api-key") },
+    },
+    -- One entry per shop (two for one shop while you rotate its secret).
+    shopify = {
+      { shop = "demo-store.myshopify.com", secret = env("NUDGE_SHOPIFY_SECRET", "demo-shopify-secret") },
+    },
+    woocommerce = {
+      { secret = env("NUDGE_WOOCOMMERCE_SECRET", "demo-woocommerce-secret") },
+    },
+    commit_timeout_ms = 4000,     -- answer 503 (Shopify retries) rather than keep it waiting
+  },
 
   -- Channel plugins, one entry per instance (docs/plugins.md lists each plugin's keys). The demo
   -- writes email to a file; for real mail use the smtp plugin, e.g.

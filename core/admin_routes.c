@@ -11,6 +11,7 @@
 #include "db.h"
 #include "httpc.h"
 #include "httpd.h"
+#include "intake.h"
 #include "metrics.h"
 #include "ng.h"
 #include "senders.h"
@@ -117,6 +118,8 @@ static void refresh(struct ng_admin *a)
 		      (const char *[]){"max"}, (double)lag.max_ms / 1000.0);
 	if (a->httpc)
 		refresh_httpc(a);
+	if (a->intake)
+		ng_intake_metrics(a->intake);
 }
 
 static void metrics(struct ng_httpd_req *req, void *arg)

@@ -118,6 +118,51 @@ static const struct ng_conf_field channel_fields[] = {
 	END,
 };
 
+static const struct ng_conf_field api_key_fields[] = {
+	{"name", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL, "who uses the key, for the log"},
+	{"key", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL,
+	 "the key: sent as Authorization: Bearer KEY, or used to sign X-Nudge-Signature; use env() or file()"},
+	END,
+};
+
+static const struct ng_conf_field shop_fields[] = {
+	{"shop", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "the shop's domain as Shopify sends it in X-Shopify-Shop-Domain (my-shop.myshopify.com); unset: any shop"},
+	{"secret", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL,
+	 "the app's client secret that signs the webhooks (X-Shopify-Hmac-Sha256); two entries for one shop while rotating"},
+	END,
+};
+
+static const struct ng_conf_field woo_fields[] = {
+	{"site", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "the store's URL as sent in X-WC-Webhook-Source (https://shop.example/); unset: any site"},
+	{"secret", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL,
+	 "the webhook's secret (X-WC-Webhook-Signature)"},
+	END,
+};
+
+static const struct ng_conf_field intake_fields[] = {
+	{"mappers", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "directory of the payload mappers shopify.lua, woocommerce.lua, api.lua (default: the shipped contrib/mappers)"},
+	{"default_country_code", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "country calling code for phone numbers written without one (\"1\", \"49\"); unset: such numbers are dropped"},
+	{"api_keys", NG_CONF_LIST, 0, NULL, NULL, 0, 0, api_key_fields,
+	 "keys that may POST /v1/events"},
+	{"shopify", NG_CONF_LIST, 0, NULL, NULL, 0, 0, shop_fields,
+	 "Shopify shops whose webhooks POST /v1/webhooks/shopify accepts"},
+	{"woocommerce", NG_CONF_LIST, 0, NULL, NULL, 0, 0, woo_fields,
+	 "WooCommerce webhooks that POST /v1/webhooks/woocommerce accepts"},
+	{"commit_timeout_ms", NG_CONF_INT, 0, "4000", NULL, 100, 600000, NULL,
+	 "answer 503 when events are not committed within this time (Shopify gives up after 5 s)"},
+	{"retry_after_s", NG_CONF_INT, 0, "5", NULL, 1, 3600, NULL,
+	 "the Retry-After of a 503 answer"},
+	{"max_batch", NG_CONF_INT, 0, "256", NULL, 1, 10000, NULL,
+	 "events in one group commit"},
+	{"max_inflight", NG_CONF_INT, 0, "0", NULL, 0, 256, NULL,
+	 "group commits at the database at once (0: database.pool_size)"},
+	END,
+};
+
 const struct ng_conf_field ng_conf_schema[] = {
 	{"database", NG_CONF_TABLE, 1, NULL, NULL, 0, 0, database_fields, "PostgreSQL"},
 	{"http", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, http_fields, "the HTTP listener"},
@@ -127,6 +172,8 @@ const struct ng_conf_field ng_conf_schema[] = {
 	{"store", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, store_fields, "the store nudge works for"},
 	{"paths", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, paths_fields, "where files are"},
 	{"senders", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, senders_fields, "the sender thread pool"},
+	{"intake", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, intake_fields,
+	 "event intake: /v1/events and the store webhooks"},
 	{"channels", NG_CONF_LIST, 0, NULL, NULL, 0, 0, channel_fields,
 	 "channel plugin instances; several may share a plugin (two SMTP relays)"},
 	{"admin", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, admin_fields, "the admin HTTP API"},

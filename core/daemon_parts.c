@@ -5,6 +5,7 @@
 #include "admin_routes.h"
 #include "httpc.h"
 #include "httpd.h"
+#include "intake.h"
 #include "metrics.h"
 #include "clock.h"
 #include "config.h"
@@ -220,6 +221,140 @@ static int start_wf(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *
 	return 0;
 }
 
+static void close_intake(void *self, void (*done)(void *arg), void *arg)
+{
+	ng_intake_close(self, done, arg);
+}
+
+static const char *child_str(const struct ng_conf_node *n, const char *key)
+{
+	for (const struct ng_conf_node *c = n->child; c; c = c->next)
+		if (strcmp(c->key, key) == 0)
+			return c->str;
+	return NULL;
+}
+
+/* A list of {match_key, secret} tables from the configuration. */
+static struct ng_intake_secret *secrets_of(const struct ng_conf *conf, const char *path,
+					   const char *match_key, size_t *n)
+{
+	const struct ng_conf_node *list = ng_conf_get(conf, path);
+	size_t k = 0;
+	for (const struct ng_conf_node *c = list ? list->child : NULL; c; c = c->next)
+		k++;
+	struct ng_intake_secret *out = ng_xcalloc(k ? k : 1, sizeof *out);
+	k = 0;
+	for (const struct ng_conf_node *c = list ? list->child : NULL; c; c = c->next, k++) {
+		out[k].match = child_str(c, match_key);
+		out[k].secret = child_str(c, "secret");
+	}
+	*n = k;
+	return out;
+}
+
+/* The API keys and webhook secrets of the configuration, borrowed from it. */
+struct intake_keys {
+	const char **api;
+	struct ng_intake_secret *shops, *woo;
+};
+
+static void intake_keys_get(const struct ng_conf *conf, struct intake_keys *k,
+			    struct ng_intake_config *ic)
+{
+	const struct ng_conf_node *keys = ng_conf_get(conf, "intake.api_keys");
+	size_t n = 0;
+	for (const struct ng_conf_node *c = keys ? keys->child : NULL; c; c = c->next)
+		n++;
+	k->api = ng_xcalloc(n ? n : 1, sizeof *k->api);
+	n = 0;
+	for (const struct ng_conf_node *c = keys ? keys->child : NULL; c; c = c->next)
+		k->api[n++] = child_str(c, "key");
+	ic->api_keys = k->api;
+	ic->napi_keys = n;
+	k->shops = secrets_of(conf, "intake.shopify", "shop", &ic->nshopify);
+	k->woo = secrets_of(conf, "intake.woocommerce", "site", &ic->nwoocommerce);
+	ic->shopify = k->shops;
+	ic->woocommerce = k->woo;
+}
+
+static void intake_keys_free(struct intake_keys *k)
+{
+	free(k->api);
+	free(k->shops);
+	free(k->woo);
+}
+
+/* SIGHUP: rotated secrets and new API keys take effect at once. */
+static void reload_intake(void *self, const struct ng_conf *conf)
+{
+	struct intake_keys k;
+	struct ng_intake_config ic = {0};
+	intake_keys_get(conf, &k, &ic);
+	ng_intake_reload_secrets(self, &ic);
+	intake_keys_free(&k);
+	ng_info("intake", "API keys and webhook secrets reloaded");
+}
+
+/*
+ * Event intake: the mappers, the secrets and the group committer. It starts before the HTTP
+ * listener, so it closes after it: the listener's drain lets requests waiting for a commit answer.
+ */
+static int start_intake(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
+			struct ng_daemon_parts *parts, char *err, size_t errlen)
+{
+	const char *dir = ng_conf_str(conf, "intake.mappers");
+	char *found = dir ? ng_xstrdup(dir) : ng_paths_shipped("mappers");
+	if (!found)
+		found = ng_paths_shipped("contrib/mappers");
+	if (!found) {
+		snprintf(err, errlen, "no mappers directory: set key 'intake.mappers'");
+		return -ENOENT;
+	}
+	struct intake_keys k;
+	struct ng_intake_config ic = {
+		.mappers_dir = found,
+		.default_country_code = ng_conf_str(conf, "intake.default_country_code"),
+		.base_url = ng_conf_str(conf, "store.base_url"),
+		.retry_after_s = (int)ng_conf_int(conf, "intake.retry_after_s"),
+		.commit_timeout_ms = (uint64_t)ng_conf_int(conf, "intake.commit_timeout_ms"),
+		.max_batch = (int)ng_conf_int(conf, "intake.max_batch"),
+		.max_inflight = (int)ng_conf_int(conf, "intake.max_inflight"),
+	};
+	if (ic.max_inflight == 0)
+		ic.max_inflight = (int)ng_conf_int(conf, "database.pool_size");
+	intake_keys_get(conf, &k, &ic);
+	char why[1024];
+	int rc = ng_intake_open(&parts->intake, loop, parts->db, parts->metrics, parts->plugins,
+				&ic, why, sizeof why);
+	intake_keys_free(&k);
+	free(found);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the event intake: %s", why);
+		return rc;
+	}
+	ng_daemon_add(d, "intake", parts->intake, close_intake, reload_intake);
+	return 0;
+}
+
+/* Requests by route and status, for /metrics. */
+static void observe_http(void *arg, const char *route, const char *method, int status,
+			 uint64_t elapsed_ms)
+{
+	struct ng_metrics *m = arg;
+	char code[8];
+	snprintf(code, sizeof code, "%d", status);
+	const char *r = *route ? route : "unknown";
+	ng_metric_add(ng_metrics_register(m, "nudge_http_requests_total",
+					  "HTTP requests answered, by route, method and status.",
+					  NG_METRIC_COUNTER, "route,method,status", NULL, 0),
+		      (const char *[]){r, method, code}, 1);
+	ng_metric_observe(ng_metrics_register(m, "nudge_http_request_duration_seconds",
+					      "Time from a request's first byte to its answer, by "
+					      "route.",
+					      NG_METRIC_HISTOGRAM, "route", NULL, 0),
+			  (const char *[]){r}, (double)elapsed_ms / 1000.0);
+}
+
 static void close_httpd(void *self, void (*done)(void *arg), void *arg)
 {
 	ng_httpd_close(self, done, arg);
@@ -279,11 +414,14 @@ static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_con
 	}
 	parts->admin = ng_xcalloc(1, sizeof *parts->admin);
 	*parts->admin = (struct ng_admin){d, parts->clock, parts->db, parts->senders,
-					  parts->metrics, (int64_t)parts->started_ms, parts->httpc};
+					  parts->metrics, (int64_t)parts->started_ms, parts->httpc,
+					  parts->intake};
 	ng_admin_routes(parts->admin, parts->httpd);
 	parts->privacy = ng_xcalloc(1, sizeof *parts->privacy);
 	*parts->privacy = (struct ng_privacy_api){parts->db, ng_conf_str(conf, "admin.api_key")};
 	ng_privacy_routes(parts->privacy, parts->httpd);
+	ng_intake_routes(parts->intake, parts->httpd);
+	ng_httpd_observe(parts->httpd, observe_http, parts->metrics);
 	ng_info("http", "listening on %s", listen);
 	return 0;
 }
@@ -374,6 +512,9 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 	if (rc)
 		return rc;
 	start_retention(d, loop, conf, parts);
+	rc = start_intake(d, loop, conf, parts, err, errlen);
+	if (rc)
+		return rc;
 	/* Last: requests arrive only once everything they need is running, and the listener is
 	 * the first thing a drain closes. */
 	return start_httpd(d, loop, conf, parts, err, errlen);

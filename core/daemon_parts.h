@@ -22,6 +22,7 @@ struct ng_daemon_parts {
 	struct ng_plugin_host *plugins;
 	struct ng_httpc *httpc;
 	struct ng_privacy_api *privacy;
+	struct ng_intake *intake;
 	uint64_t started_ms;
 	int schema_needed; /* the highest migration this nudge ships */
 	int schema_behind; /* the database lacks some of them */

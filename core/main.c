@@ -39,6 +39,9 @@ static const struct ng_command commands[] = {
 	{"check", "PATH... [--data FILE.json]",
 	 "check template folders/files (syntax, filters, partials, SMS size) and workflows",
 	 ng_cmd_check},
+	{"events", "send FILE [--url URL] [--key KEY] [--direct] [--config FILE | --conninfo C]",
+	 "post a /v1/events body to the running daemon, or with --direct commit it into the database",
+	 ng_cmd_events},
 	{"version", "", "print the version", cmd_version},
 	{"help", "[COMMAND]", "show this help, or one command's", cmd_help},
 };
