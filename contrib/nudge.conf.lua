@@ -40,6 +40,13 @@ return {
   --   { name = "email", plugin = "smtp", config = { host = "smtp.example.com", port = 587,
   --     from = "shop@example.com", from_name = "Demo Store",
   --     username = "shop", password = env("SMTP_PASSWORD") } },
+  -- and for SMS the twilio plugin (its webhook is /v1/webhooks/<name>: give Twilio that public URL
+  -- for incoming messages too), e.g.
+  --   { name = "sms", plugin = "twilio", config = {
+  --     account_sid = env("TWILIO_ACCOUNT_SID"), auth_token = env("TWILIO_AUTH_TOKEN"),
+  --     from = "+15005550006",            -- or messaging_service_sid = "MG…"
+  --     status_callback_url = "https://shop.example/v1/webhooks/sms",
+  --     default_country = "1", rate_per_second = 1 } },
   channels = {
     { name = "outbox", plugin = "file", channel = "email",
       config = { path = env("NUDGE_OUTBOX", "/tmp/nudge-outbox.txt") } },

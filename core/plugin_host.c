@@ -31,7 +31,7 @@ struct ng_plugin_op {
 	int in_call;  /* inside the plugin's send() */
 	int deferred; /* completed inside send(): the result waits in `held` for the next turn */
 	struct nudge_send_result held;
-	char *held_provider_id, *held_reason;
+	char *held_provider_id, *held_reason, *held_encoding;
 	struct ng_plugin_op *prev, *next;
 };
 
@@ -307,6 +307,103 @@ static size_t http_cancel_all(struct ng_plugin *p)
 	return n;
 }
 
+/*
+ * Reports (ABI 1.1): forwarded to the receivers the daemon registered (ng_plugin_host_set_reports).
+ * The host keeps a record of each until its done arrives, so that a plugin that has shut down is
+ * never called back, and the host is not freed while a receiver still holds a report's done.
+ */
+struct report_op {
+	struct ng_plugin *p;
+	nudge_report_done_fn *done;
+	void *arg;
+	struct report_op *prev, *next;
+};
+
+static void on_report_done(void *arg, int status)
+{
+	struct report_op *op = arg;
+	struct ng_plugin *p = op->p;
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		p->reports = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	if (!p->stopped)
+		op->done(op->arg, status > 0 ? -EIO : status);
+	free(op);
+	maybe_finish(p->host);
+}
+
+enum report_kind { REPORT_STATUS, REPORT_CONSENT, REPORT_EVENT };
+
+static int forward_report(struct nudge_instance *self, enum report_kind kind, const void *r,
+                          nudge_report_done_fn *done, void *arg)
+{
+	struct ng_plugin *p = from_self(self);
+	if (!p || !r || !done)
+		return -EINVAL;
+	const struct ng_plugin_reports *rx = &p->host->reports;
+	if ((kind == REPORT_STATUS && !rx->status) || (kind == REPORT_CONSENT && !rx->consent) ||
+	    (kind == REPORT_EVENT && !rx->event))
+		return -ENOSYS;
+	if (p->stopped)
+		return -ESHUTDOWN;
+	struct report_op *op = ng_xcalloc(1, sizeof *op);
+	op->p = p;
+	op->done = done;
+	op->arg = arg;
+	op->next = p->reports;
+	if (p->reports)
+		p->reports->prev = op;
+	p->reports = op;
+	int rc;
+	if (kind == REPORT_STATUS)
+		rc = rx->status(rx->ctx, p, r, on_report_done, op);
+	else if (kind == REPORT_CONSENT)
+		rc = rx->consent(rx->ctx, p, r, on_report_done, op);
+	else
+		rc = rx->event(rx->ctx, p, r, on_report_done, op);
+	if (rc) {
+		/* Refused: the receiver never calls done. The op may not have been unlinked. */
+		if (op->prev)
+			op->prev->next = op->next;
+		else
+			p->reports = op->next;
+		if (op->next)
+			op->next->prev = op->prev;
+		free(op);
+		return rc < 0 && rc > -4096 ? rc : -EIO;
+	}
+	return 0;
+}
+
+static int svc_report_status(struct nudge_instance *self, const struct nudge_status_report *r,
+                             nudge_report_done_fn *done, void *arg)
+{
+	if (r && (r->struct_size < sizeof *r || !r->provider_id ||
+	          r->status < NUDGE_DELIVERY_QUEUED || r->status > NUDGE_DELIVERY_FAILED))
+		return -EINVAL;
+	return forward_report(self, REPORT_STATUS, r, done, arg);
+}
+
+static int svc_report_consent(struct nudge_instance *self, const struct nudge_consent_report *r,
+                              nudge_report_done_fn *done, void *arg)
+{
+	if (r && (r->struct_size < sizeof *r || !r->channel || !r->address ||
+	          (r->granted != 0 && r->granted != 1)))
+		return -EINVAL;
+	return forward_report(self, REPORT_CONSENT, r, done, arg);
+}
+
+static int svc_report_event(struct nudge_instance *self, const struct nudge_event_report *r,
+                            nudge_report_done_fn *done, void *arg)
+{
+	if (r && (r->struct_size < sizeof *r || !r->name || !r->address))
+		return -EINVAL;
+	return forward_report(self, REPORT_EVENT, r, done, arg);
+}
+
 static int svc_sender_threads(struct nudge_instance *self)
 {
 	struct ng_plugin *p = from_self(self);
@@ -458,6 +555,9 @@ const struct nudge_host ng_plugin_services = {
     .timer_cancel = svc_timer_cancel,
     .metric_add = svc_metric_add,
     .now_ms = svc_now_ms,
+    .report_status = svc_report_status,
+    .report_consent = svc_report_consent,
+    .report_event = svc_report_event,
 };
 
 /* ---- sends and webhooks -------------------------------------------------------------------- */
@@ -488,15 +588,18 @@ static void check_result(struct ng_plugin *p, const struct nudge_send_result *r,
 {
 	memset(out, 0, sizeof *out);
 	out->struct_size = sizeof *out;
-	if (!r || r->struct_size < sizeof *out) {
+	if (!r || r->struct_size < NUDGE_SEND_RESULT_SIZE_1_0) {
 		ng_error(p->logmod, "the plugin completed a send with a malformed result "
 		                    "(struct_size unset?); treating it as a retry");
 		out->status = NUDGE_SEND_RETRY;
 		out->reason = "the plugin returned a malformed result";
 		return;
 	}
-	*out = *r;
+	/* A plugin built for an older minor knows fewer fields: the rest stay zero. */
+	memcpy(out, r, r->struct_size < sizeof *out ? r->struct_size : sizeof *out);
 	out->struct_size = sizeof *out;
+	if (out->segments < 0)
+		out->segments = 0;
 	if (r->status < NUDGE_SEND_SENT || r->status > NUDGE_SEND_AMBIGUOUS) {
 		ng_error(p->logmod,
 		         "the plugin completed a send with unknown status %d; treating "
@@ -518,6 +621,7 @@ static void deliver(struct ng_plugin_op *op, const struct nudge_send_result *r)
 	op->send_done(op->arg, r);
 	free(op->held_provider_id);
 	free(op->held_reason);
+	free(op->held_encoding);
 	free(op);
 }
 
@@ -557,19 +661,33 @@ static void on_send_done(void *arg, const struct nudge_send_result *result)
 		op->held = r;
 		op->held_provider_id = r.provider_id ? ng_xstrdup(r.provider_id) : NULL;
 		op->held_reason = r.reason ? ng_xstrdup(r.reason) : NULL;
+		op->held_encoding = r.encoding ? ng_xstrdup(r.encoding) : NULL;
 		op->held.provider_id = op->held_provider_id;
 		op->held.reason = op->held_reason;
+		op->held.encoding = op->held_encoding;
 		op->deferred = 1;
 		return;
 	}
 	deliver(op, &r);
 }
 
-int ng_plugin_send(struct ng_plugin *p, const struct nudge_message *msg,
-                   ng_plugin_send_done_fn *done, void *arg)
+/* The descriptor's reconcile, or NULL: a 1.0 plugin has NULL in that (then reserved) slot. */
+static void (*reconcile_fn(const struct ng_plugin *p))(void *, const struct nudge_message *,
+                                                       nudge_send_done_fn *, void *)
+{
+	const struct nudge_plugin *d = p->lib->desc;
+	if (d->abi_minor < 1 || !NUDGE_HAS_FIELD(d, struct nudge_plugin, reconcile))
+		return NULL;
+	return d->reconcile;
+}
+
+static int send_or_reconcile(struct ng_plugin *p, const struct nudge_message *msg,
+                             ng_plugin_send_done_fn *done, void *arg, int reconcile)
 {
 	if (!p->running || p->host->closing)
 		return -ESHUTDOWN;
+	if (reconcile && !reconcile_fn(p))
+		return -ENOTSUP;
 	struct ng_plugin_op *op = ng_xcalloc(1, sizeof *op);
 	op->p = p;
 	op->kind = OP_SEND;
@@ -577,11 +695,31 @@ int ng_plugin_send(struct ng_plugin *p, const struct nudge_message *msg,
 	op->arg = arg;
 	op_link(op);
 	op->in_call = 1;
-	p->lib->desc->send(p->state, msg, on_send_done, op);
+	if (reconcile)
+		reconcile_fn(p)(p->state, msg, on_send_done, op);
+	else
+		p->lib->desc->send(p->state, msg, on_send_done, op);
 	op->in_call = 0;
 	if (op->deferred)
 		uv_timer_start(&p->host->kick, on_kick, 0, 0);
 	return 0;
+}
+
+int ng_plugin_send(struct ng_plugin *p, const struct nudge_message *msg,
+                   ng_plugin_send_done_fn *done, void *arg)
+{
+	return send_or_reconcile(p, msg, done, arg, 0);
+}
+
+int ng_plugin_reconcile(struct ng_plugin *p, const struct nudge_message *msg,
+                        ng_plugin_send_done_fn *done, void *arg)
+{
+	return send_or_reconcile(p, msg, done, arg, 1);
+}
+
+int ng_plugin_can_reconcile(const struct ng_plugin *p)
+{
+	return reconcile_fn(p) != NULL;
 }
 
 static void on_inbound_done(void *arg, const struct nudge_inbound_response *res)
@@ -642,6 +780,14 @@ void ng_plugin_health(struct ng_plugin *p, struct nudge_health *out)
 void ng_plugin_host_set_httpc(struct ng_plugin_host *h, struct ng_httpc *httpc)
 {
 	h->httpc = httpc;
+}
+
+void ng_plugin_host_set_reports(struct ng_plugin_host *h, const struct ng_plugin_reports *r)
+{
+	if (r)
+		h->reports = *r;
+	else
+		memset(&h->reports, 0, sizeof h->reports);
 }
 
 int ng_plugin_host_open(struct ng_plugin_host **out, uv_loop_t *loop, struct ng_clock *clock,
@@ -810,7 +956,7 @@ static void maybe_finish(struct ng_plugin_host *h)
 	if (!h->closing || !h->close_started || h->close_started == 2)
 		return;
 	for (struct ng_plugin *p = h->plugins; p; p = p->next)
-		if (p->stopping || p->jobs)
+		if (p->stopping || p->jobs || p->reports)
 			return;
 	h->close_started = 2;
 	while (h->plugins) {
