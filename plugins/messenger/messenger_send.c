@@ -176,6 +176,8 @@ static const char *choose_type(struct ms_item *it, const char **tag, char *why, 
 	else
 		snprintf(ago, sizeof ago, "no interaction known");
 	long hours = (long)(inst->window_ms / 3600000);
+	if (m->purpose != NUDGE_PURPOSE_TRANSACTIONAL || !want)
+		inst->host->metric_add(inst->self, "outside_window", 1);
 	if (m->purpose != NUDGE_PURPOSE_TRANSACTIONAL) {
 		snprintf(why, whylen,
 		         "outside the %ld-hour messaging window (%s): a promotional message may "
@@ -373,7 +375,6 @@ void ms_start_send(struct ms_item *it)
 	const char *type = choose_type(it, &tag, why, sizeof why);
 	if (!type) {
 		json_decref(message);
-		inst->host->metric_add(inst->self, "outside_window", 1);
 		ms_complete_later(it, NUDGE_SEND_FAILED, 0, why);
 		return;
 	}
