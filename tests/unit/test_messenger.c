@@ -387,8 +387,10 @@ static void test_window_decides_promotions(void)
 	ASSERT_EQ_INT(gr_standin_count(api), 2);
 	ASSERT_EQ_INT(ng_plugin_metric(fb(), "outside_window"), 3);
 
-	/* A writes again: the window opens, the promotion goes. */
-	person_writes("1001", "ok thanks");
+	/* A writes again (non-ASCII, escaped in the signed body as Meta escapes it): the window
+	 * opens, the promotion goes. */
+	person_writes("1001", "ok danke sch\xc3\xb6n \xf0\x9f\x91\x8d");
+	ASSERT_CONTAINS(events[nevent - 1].props, "sch\xc3\xb6n \xf0\x9f\x91\x8d");
 	struct outcome oa2 = {0};
 	send_one(&a, &oa2);
 	ASSERT_EQ_INT(oa2.status, NUDGE_SEND_SENT);
