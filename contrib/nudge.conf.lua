@@ -63,6 +63,12 @@ return {
   --     from = "+15005550006",            -- or messaging_service_sid = "MG…"
   --     status_callback_url = "https://shop.example/v1/webhooks/sms",
   --     default_country = "1", rate_per_second = 1 } },
+  -- and for Facebook Messenger the messenger plugin (its webhook is /v1/webhooks/<name>: enter
+  -- that public URL and the verify_token as the callback in the app dashboard), e.g.
+  --   { name = "messenger", plugin = "messenger", config = {
+  --     page_access_token = env("FB_PAGE_TOKEN"), app_secret = env("FB_APP_SECRET"),
+  --     verify_token = env("FB_VERIFY_TOKEN"), page_id = "1234567890",
+  --     graph_version = "v25.0" } },
   channels = {
     { name = "outbox", plugin = "file", channel = "email",
       config = { path = env("NUDGE_OUTBOX", "/tmp/nudge-outbox.txt") } },

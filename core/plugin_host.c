@@ -396,12 +396,19 @@ static int svc_report_consent(struct nudge_instance *self, const struct nudge_co
 	return forward_report(self, REPORT_CONSENT, r, done, arg);
 }
 
+/* A 1.1 plugin's shorter event report is accepted: receivers get a full 1.2 copy, the fields the
+ * plugin did not know zeroed, so they never read past what it passed. */
 static int svc_report_event(struct nudge_instance *self, const struct nudge_event_report *r,
                             nudge_report_done_fn *done, void *arg)
 {
-	if (r && (r->struct_size < sizeof *r || !r->name || !r->address))
+	if (r && (r->struct_size < NUDGE_EVENT_REPORT_SIZE_1_1 || !r->name || !r->address))
 		return -EINVAL;
-	return forward_report(self, REPORT_EVENT, r, done, arg);
+	if (!r)
+		return forward_report(self, REPORT_EVENT, r, done, arg);
+	struct nudge_event_report full = {0};
+	memcpy(&full, r, r->struct_size < sizeof full ? r->struct_size : sizeof full);
+	full.struct_size = sizeof full;
+	return forward_report(self, REPORT_EVENT, &full, done, arg);
 }
 
 static int svc_sender_threads(struct nudge_instance *self)

@@ -47,6 +47,8 @@ extern "C" {
  * services).
  *
  * History (newest first; never edit an entry, add one):
+ *   1.2  2026-12-02  Identity links. Event report: customer_ref, customer_email, customer_phone
+ *                    (appended): the provider says whose address this is (Messenger PSIDs).
  *   1.1  2026-12-02  Provider feedback. Send result: segments, encoding (appended). Descriptor:
  *                    reconcile (was reserved[0]). Host services report_status, report_consent,
  *                    report_event (were reserved[0..2]) with structs nudge_status_report,
@@ -57,7 +59,7 @@ extern "C" {
  *                    run_on_sender, timer_start/timer_cancel, metric_add, now_ms.
  */
 #define NUDGE_PLUGIN_ABI_MAJOR 1
-#define NUDGE_PLUGIN_ABI_MINOR 1
+#define NUDGE_PLUGIN_ABI_MINOR 2
 
 /* The one symbol nudge looks up. */
 #define NUDGE_PLUGIN_ENTRY_SYMBOL "nudge_plugin_entry"
@@ -399,7 +401,22 @@ struct nudge_event_report {
 	const char *dedupe_key;      /* the provider's id: a redelivered webhook is one event */
 	const char *properties_json; /* a JSON object; NULL: {} */
 	int64_t occurred_ms;         /* 0: now */
+	/*
+	 * 1.2: whose address this is, when the provider's event says so — a Messenger PSID is
+	 * page-scoped and means nothing until it is linked. Before the event is attributed, nudge
+	 * records `address` on `channel` as an identity of the customer found by customer_ref (an
+	 * opaque reference the store minted and put into an m.me link or a plugin's ref), else by
+	 * customer_email, else by customer_phone (both as the person typed them; nudge
+	 * normalises). All NULL: no link, the address alone finds the customer. A 1.1 host ignores
+	 * these fields (check host->abi_minor >= 2).
+	 */
+	const char *customer_ref;
+	const char *customer_email;
+	const char *customer_phone;
 };
+
+/* The size of a 1.1 event report: the host accepts any report at least this large. */
+#define NUDGE_EVENT_REPORT_SIZE_1_1 56
 
 /* status 0: recorded (committed); a negative errno value: not recorded (answer the provider so
  * that it retries, if it does). */
@@ -492,7 +509,7 @@ NUDGE_PLUGIN_EXPORT const struct nudge_plugin *nudge_plugin_entry(void);
 typedef const struct nudge_plugin *nudge_plugin_entry_fn(void);
 
 /*
- * The sizes of ABI 1.1 on LP64 (x86-64, arm64). A change here is an ABI change: append instead, or
+ * The sizes of ABI 1.2 on LP64 (x86-64, arm64). A change here is an ABI change: append instead, or
  * take a reserved slot, and record the version above.
  */
 #ifdef __cplusplus
@@ -518,7 +535,10 @@ NUDGE_STATIC_ASSERT(sizeof(struct nudge_http_response) == 56, "nudge ABI: http r
 NUDGE_STATIC_ASSERT(sizeof(struct nudge_host) == 264, "nudge ABI: nudge_host changed");
 NUDGE_STATIC_ASSERT(sizeof(struct nudge_status_report) == 56, "nudge ABI: status report changed");
 NUDGE_STATIC_ASSERT(sizeof(struct nudge_consent_report) == 56, "nudge ABI: consent report changed");
-NUDGE_STATIC_ASSERT(sizeof(struct nudge_event_report) == 56, "nudge ABI: event report changed");
+NUDGE_STATIC_ASSERT(sizeof(struct nudge_event_report) == 80, "nudge ABI: event report changed");
+NUDGE_STATIC_ASSERT(offsetof(struct nudge_event_report, customer_ref) ==
+                        NUDGE_EVENT_REPORT_SIZE_1_1,
+                    "nudge ABI: the 1.1 event report is a prefix of the 1.2 one");
 #endif
 NUDGE_STATIC_ASSERT(offsetof(struct nudge_plugin, abi_major) == 0 &&
                         offsetof(struct nudge_plugin, abi_minor) == 4 &&
