@@ -116,7 +116,8 @@ static void arm_timer(struct ng_dispatch *d)
 			due = t;
 	}
 	if (!ng_clock_is_virtual(d->opt.clock)) {
-		int64_t cap = now + d->opt.poll_ms;
+		int64_t cap =
+		    now + (int64_t)((double)d->opt.poll_ms * ng_clock_speed(d->opt.clock));
 		if (due > cap)
 			due = cap;
 	}
@@ -272,10 +273,13 @@ static void claim(struct dispatch_lane *lane, int n)
 	lane->claiming = 1;
 	char now[40], until[40], lim[16];
 	int64_t t = dispatch_now(d);
+	/* The lease is real time: on a demo clock running faster it must not run out mid-send. */
+	double speed = ng_clock_speed(d->opt.clock);
+	int64_t lease = (int64_t)((double)d->opt.lease_ms * (speed > 1 ? speed : 1));
 	snprintf(lim, sizeof lim, "%d", n);
 	const char *p[7] = {d->owner,
 	                    ng_wf_ts(t, now, sizeof now),
-	                    ng_wf_ts(t + d->opt.lease_ms, until, sizeof until),
+	                    ng_wf_ts(t + lease, until, sizeof until),
 	                    lim,
 	                    lane->name,
 	                    lane->channel,

@@ -16,16 +16,16 @@
 /* dispatch_rate.c: one plugin instance's concurrency limit and token bucket. */
 struct dispatch_limiter {
 	int concurrency;
-	int in_use;         /* claimed messages whose result has not committed */
-	double rate;        /* configured, per second; 0: unlimited */
-	double burst;       /* bucket size */
-	double eff;         /* the rate in force after back-pressure; 0: unlimited */
-	double tokens;      /* available now (when limited) */
-	int64_t last_ms;    /* last refill */
+	int in_use;           /* claimed messages whose result has not committed */
+	double rate;          /* configured, per second; 0: unlimited */
+	double burst;         /* bucket size */
+	double eff;           /* the rate in force after back-pressure; 0: unlimited */
+	double tokens;        /* available now (when limited) */
+	int64_t last_ms;      /* last refill */
 	int64_t paused_until; /* the provider asked us to wait */
-	int64_t win_start;  /* successes in the current second, to measure an unlimited rate */
+	int64_t win_start;    /* successes in the current second, to measure an unlimited rate */
 	int win_ok, last_win_ok;
-	double floor_;      /* the rate after the last slow-down (unlimited instances) */
+	double floor_; /* the rate after the last slow-down (unlimited instances) */
 };
 
 void dispatch_limiter_init(struct dispatch_limiter *l, const struct ng_dispatch_limit *cfg,
@@ -70,7 +70,7 @@ struct dispatch_msg {
 	json_t *customer; /* the customer row */
 	struct ng_rendered_message *rendered;
 	struct nudge_message msg;
-	int sending; /* handed to the plugin, no completion yet */
+	int sending;                      /* handed to the plugin, no completion yet */
 	struct dispatch_msg *prev, *next; /* the dispatcher's in-flight list */
 };
 

@@ -6,8 +6,9 @@
  * Provider back-pressure slows the bucket: a retry that carries retry_after_ms pauses the instance
  * until then (capped at five minutes, the message itself waits its full delay), and a throttling
  * reply (SMTP 421, HTTP 429) halves the rate in force — for an instance without a configured rate,
- * half of what it achieved in the last second. Each success raises the rate by 2 % again, back to
- * the configured rate (or, unlimited instances, back to no limit once it is eight times the floor).
+ * half of what it achieved in the last second (at least one a second). Each success raises the rate
+ * by 2 % again, back to the configured rate (or, unlimited instances, back to no limit once it is
+ * eight times the floor).
  */
 #include "dispatch_int.h"
 
@@ -124,7 +125,8 @@ void dispatch_limiter_backoff(struct dispatch_limiter *l, int64_t now, int64_t r
 {
 	window(l, now);
 	if (retry_after_ms > 0) {
-		int64_t until = now + (retry_after_ms < PAUSE_CAP_MS ? retry_after_ms : PAUSE_CAP_MS);
+		int64_t until =
+		    now + (retry_after_ms < PAUSE_CAP_MS ? retry_after_ms : PAUSE_CAP_MS);
 		if (until > l->paused_until)
 			l->paused_until = until;
 	}
@@ -134,8 +136,9 @@ void dispatch_limiter_backoff(struct dispatch_limiter *l, int64_t now, int64_t r
 	if (l->eff > 0) {
 		l->eff /= 2;
 	} else {
+		/* Half of what got through in the last second; at least one a second. */
 		double seen = l->last_win_ok > l->win_ok ? l->last_win_ok : l->win_ok;
-		l->eff = seen / 2;
+		l->eff = seen / 2 > 1 ? seen / 2 : 1;
 		l->tokens = 0;
 		l->last_ms = now;
 	}

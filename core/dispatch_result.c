@@ -75,19 +75,21 @@ void dispatch_result_from_send(struct dispatch_msg *m, const struct nudge_send_r
 		queue(m, "sent", "sent", r->provider_id, NULL, 0, NULL, 1);
 		return;
 	case NUDGE_SEND_FAILED: {
-		ng_warn("dispatch", "message %lld attempt %d via %s failed: %s%s", (long long)m->mid,
-		        m->attempt, m->lane->name, reason ? reason : "permanent failure",
+		ng_warn("dispatch", "message %lld attempt %d via %s failed: %s%s",
+		        (long long)m->mid, m->attempt, m->lane->name,
+		        reason ? reason : "permanent failure",
 		        r->suppress ? " (address suppressed)" : "");
 		queue(m, "failed", "failed", NULL, reason ? reason : "permanent failure", 0,
 		      r->suppress ? "hard_bounce" : NULL, 0);
 		return;
 	}
 	case NUDGE_SEND_AMBIGUOUS:
-		ng_warn("dispatch",
-		        "message %lld attempt %d via %s is ambiguous (the provider may have it): %s",
-		        (long long)m->mid, m->attempt, m->lane->name, reason ? reason : "");
-		queue(m, "ambiguous", "ambiguous", NULL, reason ? reason : "outcome unknown", 0, NULL,
-		      0);
+		ng_warn(
+		    "dispatch",
+		    "message %lld attempt %d via %s is ambiguous (the provider may have it): %s",
+		    (long long)m->mid, m->attempt, m->lane->name, reason ? reason : "");
+		queue(m, "ambiguous", "ambiguous", NULL, reason ? reason : "outcome unknown", 0,
+		      NULL, 0);
 		return;
 	default: {
 		int throttled = r->code == 421 || r->code == 429 || r->retry_after_ms > 0;
@@ -206,10 +208,11 @@ static void on_written(const struct ng_db_result *res, void *arg)
 			        strtoll(PQgetvalue(res->res, (int)j, 1), NULL, 10) == r->cid;
 		if (res->status == 0 && !found) {
 			d->stats.stale++;
-			ng_warn("dispatch",
-			        "message %lld attempt %d: result '%s' not recorded, the message is no "
-			        "longer ours (lease lost)",
-			        (long long)r->mid, r->attempt, r->status);
+			ng_warn(
+			    "dispatch",
+			    "message %lld attempt %d: result '%s' not recorded, the message is no "
+			    "longer ours (lease lost)",
+			    (long long)r->mid, r->attempt, r->status);
 		} else if (found) {
 			if (strcmp(r->status, "sent") == 0)
 				d->stats.sent++;
@@ -276,15 +279,15 @@ void dispatch_results_flush(struct ng_dispatch *d)
 		for (size_t i = 0; i < n; i++) {
 			struct dispatch_result *r = &w->v[i];
 			char ts[40];
-			json_t *o = json_pack("{s:I, s:I, s:i, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?}",
-			                      "cid", (json_int_t)r->cid, "mid", (json_int_t)r->mid,
-			                      "att", r->attempt, "status", r->status, "outcome",
-			                      r->outcome, "provider_id", r->provider_id, "error",
-			                      r->error, "channel", r->channel, "sup_addr",
-			                      r->suppress_address, "sup_reason", r->suppress_reason);
+			json_t *o = json_pack(
+			    "{s:I, s:I, s:i, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?}", "cid",
+			    (json_int_t)r->cid, "mid", (json_int_t)r->mid, "att", r->attempt,
+			    "status", r->status, "outcome", r->outcome, "provider_id",
+			    r->provider_id, "error", r->error, "channel", r->channel, "sup_addr",
+			    r->suppress_address, "sup_reason", r->suppress_reason);
 			if (r->next_at)
-				json_object_set_new(o, "next_at",
-				                    json_string(ng_wf_ts(r->next_at, ts, sizeof ts)));
+				json_object_set_new(
+				    o, "next_at", json_string(ng_wf_ts(r->next_at, ts, sizeof ts)));
 			json_array_append_new(arr, o);
 		}
 		char *body = json_dumps(arr, JSON_COMPACT);
@@ -296,7 +299,8 @@ void dispatch_results_flush(struct ng_dispatch *d)
 		int rc = ng_db_query(d->opt.db, write_sql, 2, p, on_written, w);
 		free(body);
 		if (rc) {
-			struct ng_db_result r = {.status = rc, .message = ng_strerror(rc), .sqlstate = ""};
+			struct ng_db_result r = {
+			    .status = rc, .message = ng_strerror(rc), .sqlstate = ""};
 			on_written(&r, w);
 			return;
 		}

@@ -3,8 +3,7 @@
  * on another branch), so the dispatcher can render before that merges. DELETE THIS FILE AT MERGE.
  *
  * It renders no Liquid: the parts come from the data's own keys `subject`, `text`, `html`, `body`,
- * and `from_name` as given, and a message whose data has none of them gets the template
- * name as its subject and text.
+ * and `from_name` as given, and what is missing falls back to the template name.
  */
 #include "msgtmpl.h"
 #include "ng.h"
@@ -57,11 +56,13 @@ int ng_msgtmpl_render(const struct ng_msgtmpl_set *set, const char *name, const 
 	out->html = part(data, "html");
 	out->body = part(data, "body");
 	out->from_name = part(data, "from_name");
-	if (!out->subject && !out->text && !out->html && !out->body) {
+	/* Whatever is missing falls back to the template name. */
+	if (!out->subject)
 		out->subject = ng_xstrdup(name);
+	if (!out->text && !out->html)
 		out->text = ng_xasprintf("%s\n", name);
-		out->body = ng_xstrdup(name);
-	}
+	if (!out->body)
+		out->body = ng_xstrdup(out->text ? out->text : name);
 	return 0;
 }
 

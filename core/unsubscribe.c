@@ -5,11 +5,12 @@
  *   GET  /u/<token>  a small page naming the store, with one button that POSTs back here
  *   POST /u/<token>  RFC 8058 one-click (and the page's button): 200, no redirect. In one
  *                    transaction a consents row withdraws marketing consent for the channel
- *                    (source unsubscribe_link, evidence ip, user agent, message id) and every queued
- *                    marketing message of that customer on that channel is skipped with the reason.
+ *                    (source unsubscribe_link, evidence ip, user agent, message id) and every
+ * queued marketing message of that customer on that channel is skipped with the reason.
  *
  * The token holds ids only and a MAC (see unsubscribe.h); a bad or forged token gets 400 and
- * changes nothing. Repeating the POST is harmless: consent already withdrawn is not withdrawn again.
+ * changes nothing. Repeating the POST is harmless: consent already withdrawn is not withdrawn
+ * again.
  */
 #include "unsubscribe.h"
 #include "httpd.h"
@@ -119,8 +120,11 @@ static void html_escape(char *out, size_t len, const char *s)
 {
 	size_t o = 0;
 	for (; *s && o + 7 < len; s++) {
-		const char *e = *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '&' ? "&amp;"
-		                : *s == '"' ? "&quot;" : NULL;
+		const char *e = *s == '<'   ? "&lt;"
+		                : *s == '>' ? "&gt;"
+		                : *s == '&' ? "&amp;"
+		                : *s == '"' ? "&quot;"
+		                            : NULL;
 		if (e) {
 			memcpy(out + o, e, strlen(e));
 			o += strlen(e);
@@ -162,8 +166,9 @@ static void unsubscribe_page(struct ng_httpd_req *req, void *arg)
 	int64_t cid, mid;
 	const char *channel;
 	if (parse(u, req, &cid, &channel, &mid) != 0) {
-		answer_page(req, 400, "Link not valid",
-		            "This unsubscribe link is not valid. Use the link in the message itself.", 0);
+		answer_page(
+		    req, 400, "Link not valid",
+		    "This unsubscribe link is not valid. Use the link in the message itself.", 0);
 		return;
 	}
 	char name[512], text[1024];
@@ -180,13 +185,14 @@ static void on_withdrawn(const struct ng_db_result *r, void *arg)
 	/* 23503: the customer is gone (erased): nothing left to unsubscribe. */
 	if (r->status != 0 && strcmp(r->sqlstate, "23503") != 0) {
 		ng_error("unsubscribe", "recording an unsubscribe failed: %s", r->message);
-		answer_page(req, 503, "Please try again",
-		            "We could not record your request just now. Please try again in a minute.",
-		            1);
+		answer_page(
+		    req, 503, "Please try again",
+		    "We could not record your request just now. Please try again in a minute.", 1);
 		return;
 	}
 	if (r->status == 0 && r->nresults == 2)
-		ng_info("unsubscribe", "marketing consent withdrawn; %d queued message(s) cancelled",
+		ng_info("unsubscribe",
+		        "marketing consent withdrawn; %d queued message(s) cancelled",
 		        atoi(PQcmdTuples(r->results[1])));
 	answer_page(req, 200, "You are unsubscribed",
 	            "You will receive no more marketing messages from us on this channel.", 0);
@@ -198,8 +204,9 @@ static void unsubscribe_post(struct ng_httpd_req *req, void *arg)
 	int64_t cid, mid;
 	const char *channel;
 	if (parse(u, req, &cid, &channel, &mid) != 0) {
-		answer_page(req, 400, "Link not valid",
-		            "This unsubscribe link is not valid. Use the link in the message itself.", 0);
+		answer_page(
+		    req, 400, "Link not valid",
+		    "This unsubscribe link is not valid. Use the link in the message itself.", 0);
 		return;
 	}
 	const char *ua = ng_httpd_header(req, "User-Agent");
