@@ -20,8 +20,7 @@ struct ng_clock {
 	int64_t virtual_now;
 	double speed;      /* real clocks: workflow ms per real ms (1, or more for demos) */
 	int64_t origin_ms; /* real clocks: when the clock started, on both time lines */
-	uv_timer_t
-	    timer; /* real: the next due entry; virtual: a zero-delay kick for past-due starts */
+	uv_timer_t timer; /* real: the next due entry; virtual: a zero-delay kick for past-due starts */
 	struct ng_clock_timer *head;
 	void (*closed)(void *arg);
 	void *closed_arg;
@@ -138,15 +137,14 @@ struct ng_clock *ng_clock_virtual(uv_loop_t *loop, int64_t start_ms)
 }
 
 void ng_clock_timer_start(struct ng_clock *c, struct ng_clock_timer *t, int64_t due_ms,
-                          void (*cb)(struct ng_clock_timer *t))
+			  void (*cb)(struct ng_clock_timer *t))
 {
 	if (t->active)
 		unlink_timer(c, t);
 	t->due_ms = due_ms;
 	t->cb = cb;
 	t->active = 1;
-	/* Insert after every entry due at the same time or earlier: equal times fire in start
-	 * order. */
+	/* Insert after every entry due at the same time or earlier: equal times fire in start order. */
 	struct ng_clock_timer **p = &c->head;
 	while (*p && (*p)->due_ms <= due_ms)
 		p = &(*p)->next;
@@ -207,8 +205,8 @@ int ng_clock_parse_duration(const char *s, int64_t *out_ms)
 	static const struct {
 		const char *unit;
 		double ms;
-	} units[] = {{"ms", 1},      {"s", 1000},     {"m", 60000},     {"min", 60000},
-	             {"h", 3600000}, {"d", 86400000}, {"w", 604800000}, {"", 1000}};
+	} units[] = {{"ms", 1},	       {"s", 1000},	   {"m", 60000},   {"min", 60000},
+		     {"h", 3600000},   {"d", 86400000},	   {"w", 604800000}, {"", 1000}};
 	for (size_t i = 0; i < NG_ARRAY_LEN(units); i++) {
 		if (strcmp(end, units[i].unit) == 0) {
 			double ms = v * units[i].ms;

@@ -1,8 +1,8 @@
 /*
  * clock.h — the one source of time. Everything that asks "what time is it?" or "wake me at T" goes
  * through an ng_clock, which is either real (the system clock, timers on the libuv loop) or virtual
- * (time stands still until a test or `nudge simulate` advances it, and timers fire in due order as
- * it does). A 30-day workflow is then tested in milliseconds.
+ * (time stands still until a test or `nudge simulate` advances it, and timers fire in due order as it
+ * does). A 30-day workflow is then tested in milliseconds.
  */
 #ifndef NG_CLOCK_H
 #define NG_CLOCK_H
@@ -42,7 +42,7 @@ int64_t ng_clock_now_ms(const struct ng_clock *c);
  * Restarting an active timer moves it. Callbacks always run on the loop, never inside start.
  */
 void ng_clock_timer_start(struct ng_clock *c, struct ng_clock_timer *t, int64_t due_ms,
-                          void (*cb)(struct ng_clock_timer *t));
+			  void (*cb)(struct ng_clock_timer *t));
 void ng_clock_timer_stop(struct ng_clock *c, struct ng_clock_timer *t);
 
 /*
