@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <valgrind/valgrind.h>
@@ -75,7 +76,10 @@ static void test_kill_ten_times_lose_nothing(void)
 	ASSERT(mkdtemp(wfdir) != NULL);
 	snprintf(conf, sizeof conf, "%s/nudge.conf.lua", wfdir);
 	snprintf(log, sizeof log, "%s/nudge.log", wfdir);
-	write_config(conf, &sc, ng_test_free_port(), ng_smtp_standin_port(s), wfdir);
+	char wf[96];
+	snprintf(wf, sizeof wf, "%s/wf", wfdir); /* no workflows: only the outbox */
+	ASSERT_EQ_INT(mkdir(wf, 0700), 0);
+	write_config(conf, &sc, ng_test_free_port(), ng_smtp_standin_port(s), wf);
 
 	srand((unsigned)getpid());
 	for (int k = 0; k < KILLS; k++) {
