@@ -22,6 +22,7 @@ int ng_cmd_workflows(int argc, char **argv);
 int ng_cmd_start(int argc, char **argv);
 int ng_cmd_test(int argc, char **argv);
 int ng_cmd_simulate(int argc, char **argv);
+int ng_cmd_send_test(int argc, char **argv);
 
 /* The database for a command: conninfo if given, else database.conninfo of the config file
  * (default ./nudge.conf.lua). NULL (after printing why) when neither works. Free it. */

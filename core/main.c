@@ -26,6 +26,9 @@ static const struct ng_command commands[] = {
 	{"simulate", "WORKFLOW [--customer FILE] [--events FILE] [--for 30d] [--conninfo C]",
 	 "print a workflow's timeline for one customer on the virtual clock; sends nothing",
 	 ng_cmd_simulate},
+	{"send-test", "--channel CH --template NAME --to ADDR [--data JSON] [--instance NAME] [--config FILE]",
+	 "render one template and send it now through the channel's plugin; print the result",
+	 ng_cmd_send_test},
 	{"version", "", "print the version", cmd_version},
 	{"help", "[COMMAND]", "show this help, or one command's", cmd_help},
 };

@@ -3,7 +3,8 @@
  * on another branch), so the dispatcher can render before that merges. DELETE THIS FILE AT MERGE.
  *
  * It renders no Liquid: the parts come from the data's own keys `subject`, `text`, `html`, `body`,
- * and `from_name` as given, and what is missing falls back to the template name.
+ * and `from_name` as given, and what is missing falls back to the template name (the text: the name and
+ * the snapshot as JSON).
  */
 #include "msgtmpl.h"
 #include "ng.h"
@@ -59,8 +60,17 @@ int ng_msgtmpl_render(const struct ng_msgtmpl_set *set, const char *name, const 
 	/* Whatever is missing falls back to the template name. */
 	if (!out->subject)
 		out->subject = ng_xstrdup(name);
-	if (!out->text && !out->html)
-		out->text = ng_xasprintf("%s\n", name);
+	if (!out->text && !out->html) {
+		/* The template name and the workflow's snapshot, so a demo shows what was sent. */
+		json_t *snap = json_deep_copy(data);
+		json_object_del(snap, "customer");
+		json_object_del(snap, "store");
+		json_object_del(snap, "message");
+		char *js = json_dumps(snap, JSON_INDENT(2) | JSON_SORT_KEYS);
+		json_decref(snap);
+		out->text = ng_xasprintf("%s\n\n%s\n", name, js ? js : "");
+		free(js);
+	}
 	if (!out->body)
 		out->body = ng_xstrdup(out->text ? out->text : name);
 	return 0;
