@@ -200,11 +200,23 @@ static void claims_done(struct ng_dispatch *d)
 		return;
 	}
 	int64_t now = dispatch_now(d);
+	int saturated = 0;
 	for (size_t i = 0; i < d->nlanes; i++) {
-		if (d->lanes[i].more && dispatch_limiter_room(&d->lanes[i].lim, now) > 0) {
+		struct dispatch_lane *l = &d->lanes[i];
+		if (!l->more)
+			continue;
+		if (dispatch_limiter_room(&l->lim, now) > 0) {
 			pass_start(d); /* more is due and there is room for it */
 			return;
 		}
+		if (l->lim.in_use >= l->lim.concurrency)
+			saturated = 1;
+	}
+	if (saturated) {
+		/* More is due but a lane is full: the next committed result starts a pass. */
+		d->next_due = INT64_MAX;
+		pass_end(d);
+		return;
 	}
 	query_next_due(d);
 }
@@ -234,34 +246,9 @@ static void on_claimed(const struct ng_db_result *r, void *arg)
 		claims_done(d);
 }
 
-/*
- * One claim: due rows (queued or retry whose time has come, or sending with an expired lease) for
- * this lane, locked without waiting for rows another node holds, leased, the attempt bumped, an
- * attempt row opened (and the attempt a crashed holder left open closed as ambiguous), returned
- * with the customer row and the policy verdict.
- */
-static const char claim_sql[] =
-    "WITH c AS (SELECT customer_id, id FROM messages"
-    "  WHERE ((status IN ('queued', 'retry') AND next_attempt_at <= $2)"
-    "     OR (status = 'sending' AND lease_until < $2))"
-    "   AND (plugin_instance = $5 OR (plugin_instance IS NULL AND channel = $6 AND $7::boolean))"
-    "  ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED),"
-    " u AS (UPDATE messages m SET status = 'sending', attempt = m.attempt + 1,"
-    "  lease_owner = $1, lease_until = $3, updated_at = $2 FROM c"
-    "  WHERE m.customer_id = c.customer_id AND m.id = c.id"
-    "  RETURNING m.customer_id, m.id, m.attempt, m.channel, m.template, m.purpose, m.data),"
-    " o AS (UPDATE message_attempts t SET finished_at = $2, outcome = 'ambiguous',"
-    "  error = 'the dispatcher holding it stopped before recording a result'"
-    "  FROM u WHERE t.customer_id = u.customer_id AND t.message_id = u.id"
-    "  AND t.attempt = u.attempt - 1 AND t.finished_at IS NULL),"
-    " a AS (INSERT INTO message_attempts (customer_id, message_id, attempt, started_at)"
-    "  SELECT customer_id, id, attempt, $2 FROM u)"
-    " SELECT u.customer_id, u.id, u.attempt, u.channel, u.template, u.purpose, u.data,"
-    "  x.addr, ng_delivery_policy(u.customer_id, u.channel, u.purpose, x.addr),"
-    "  to_jsonb(k) - 'erased_at' - 'created_at' - 'updated_at' - 'birthday'"
-    " FROM u JOIN customers k ON k.id = u.customer_id"
-    " CROSS JOIN LATERAL (SELECT CASE u.channel WHEN 'email' THEN k.email"
-    "  WHEN 'sms' THEN k.phone ELSE k.messenger_psid END AS addr) x";
+/* One claim: ng_dispatch_claim in sql/0004 (due rows for this lane, leased, attempt bumped, with
+ * the customer and the policy verdict). */
+static const char claim_sql[] = "SELECT * FROM ng_dispatch_claim($1, $2, $3, $4, $5, $6, $7)";
 
 static void claim(struct dispatch_lane *lane, int n)
 {

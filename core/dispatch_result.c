@@ -235,26 +235,8 @@ static void on_written(const struct ng_db_result *res, void *arg)
 	dispatch_settle(d);
 }
 
-static const char write_sql[] =
-    "WITH r AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(cid bigint, mid bigint,"
-    "  att integer, status text, outcome text, provider_id text, error text,"
-    "  next_at timestamptz, channel text, sup_addr text, sup_reason text)),"
-    " m AS (UPDATE messages x SET status = r.status,"
-    "  provider_id = coalesce(r.provider_id, x.provider_id), last_error = r.error,"
-    "  next_attempt_at = coalesce(r.next_at, x.next_attempt_at),"
-    "  sent_at = CASE WHEN r.status = 'sent' THEN $2::timestamptz ELSE x.sent_at END,"
-    "  lease_owner = NULL, lease_until = NULL, updated_at = $2"
-    "  FROM r WHERE x.customer_id = r.cid AND x.id = r.mid AND x.attempt = r.att"
-    "  AND x.status = 'sending' RETURNING x.id, x.customer_id, x.attempt),"
-    " a AS (UPDATE message_attempts y SET finished_at = $2, outcome = r.outcome,"
-    "  provider_id = r.provider_id, error = r.error FROM r JOIN m ON m.customer_id = r.cid"
-    "  AND m.id = r.mid WHERE y.customer_id = r.cid AND y.message_id = r.mid"
-    "  AND y.attempt = r.att),"
-    " s AS (INSERT INTO suppressions (channel, address, address_hash, reason, source,"
-    "  customer_id) SELECT r.channel, lower(btrim(r.sup_addr)), ng_address_hash(r.sup_addr),"
-    "  r.sup_reason, 'dispatch', r.cid FROM r JOIN m ON m.customer_id = r.cid AND m.id = r.mid"
-    "  WHERE r.sup_addr IS NOT NULL ON CONFLICT DO NOTHING)"
-    " SELECT id, customer_id FROM m";
+/* ng_dispatch_record in sql/0004: every result of the batch, fenced; returns the rows updated. */
+static const char write_sql[] = "SELECT * FROM ng_dispatch_record($1::jsonb, $2)";
 
 void dispatch_on_write_retry(uv_timer_t *t)
 {

@@ -79,3 +79,84 @@ $$;
 
 -- Dispatcher claims: due messages by time, and expired leases of a crashed dispatcher.
 CREATE INDEX messages_lease_idx ON messages (lease_until) WHERE status = 'sending';
+
+-- A dispatcher's claim (core/dispatch.c): due rows for one channel instance — queued or retry whose
+-- time has come, or sending whose lease ran out (a crashed or stalled dispatcher) — locked without
+-- waiting for rows another node holds, leased to p_owner, the attempt bumped; an attempt row
+-- opened, and the attempt the crashed holder left open closed as ambiguous. Returns each row with
+-- the customer, the recipient address for the channel and the policy verdict.
+-- Candidates come from the two partial indexes, then are locked one by one; the SET clauses keep
+-- the planner from hashing or scanning the whole table for a few hundred rows it reaches by
+-- primary key (its estimates for the CTEs are far off).
+CREATE FUNCTION ng_dispatch_claim(p_owner text, p_now timestamptz, p_until timestamptz,
+                                  p_limit integer, p_instance text, p_channel text,
+                                  p_default boolean)
+RETURNS TABLE (customer_id bigint, id bigint, attempt integer, channel text, template text,
+               purpose text, data jsonb, address text, verdict text, customer jsonb)
+LANGUAGE sql SET enable_hashjoin = off SET enable_mergejoin = off SET enable_seqscan = off AS $$
+WITH c0 AS ((SELECT m.customer_id, m.id FROM messages m
+              WHERE m.status IN ('queued', 'retry') AND m.next_attempt_at <= p_now
+                AND (m.plugin_instance = p_instance
+                     OR (m.plugin_instance IS NULL AND m.channel = p_channel AND p_default))
+              ORDER BY m.next_attempt_at LIMIT p_limit)
+            UNION ALL
+            (SELECT m.customer_id, m.id FROM messages m
+              WHERE m.status = 'sending' AND m.lease_until < p_now
+                AND (m.plugin_instance = p_instance
+                     OR (m.plugin_instance IS NULL AND m.channel = p_channel AND p_default))
+              LIMIT p_limit)),
+c AS (SELECT x.* FROM c0 CROSS JOIN LATERAL (
+        SELECT m.customer_id, m.id FROM messages m
+         WHERE m.customer_id = c0.customer_id AND m.id = c0.id
+           AND ((m.status IN ('queued', 'retry') AND m.next_attempt_at <= p_now)
+                OR (m.status = 'sending' AND m.lease_until < p_now))
+           FOR UPDATE SKIP LOCKED) x
+      LIMIT p_limit),
+u AS (UPDATE messages m SET status = 'sending', attempt = m.attempt + 1, lease_owner = p_owner,
+             lease_until = p_until, updated_at = p_now
+        FROM c WHERE m.customer_id = c.customer_id AND m.id = c.id
+      RETURNING m.customer_id, m.id, m.attempt, m.channel, m.template, m.purpose, m.data),
+o AS (UPDATE message_attempts t SET finished_at = p_now, outcome = 'ambiguous',
+             error = 'the dispatcher holding it stopped before recording a result'
+        FROM u WHERE t.customer_id = u.customer_id AND t.message_id = u.id
+         AND t.attempt = u.attempt - 1 AND t.finished_at IS NULL),
+a AS (INSERT INTO message_attempts (customer_id, message_id, attempt, started_at)
+      SELECT u.customer_id, u.id, u.attempt, p_now FROM u)
+SELECT u.customer_id, u.id, u.attempt, u.channel, u.template, u.purpose, u.data, x.addr,
+       ng_delivery_policy(u.customer_id, u.channel, u.purpose, x.addr),
+       to_jsonb(k) - 'erased_at' - 'created_at' - 'updated_at' - 'birthday'
+  FROM u JOIN customers k ON k.id = u.customer_id
+ CROSS JOIN LATERAL (SELECT CASE u.channel WHEN 'email' THEN k.email WHEN 'sms' THEN k.phone
+                            ELSE k.messenger_psid END AS addr) x
+$$;
+
+-- A dispatcher's results (core/dispatch_result.c), many in one call: p_results is a JSON array of
+-- {cid, mid, att, status, outcome, provider_id, error, next_at, channel, sup_addr, sup_reason}.
+-- Each update is fenced by the attempt number and status 'sending', so the late result of a
+-- dispatcher that lost its lease changes nothing. Returns the messages that were updated.
+CREATE FUNCTION ng_dispatch_record(p_results jsonb, p_now timestamptz)
+RETURNS TABLE (id bigint, customer_id bigint)
+LANGUAGE sql SET enable_hashjoin = off SET enable_mergejoin = off SET enable_seqscan = off AS $$
+WITH r AS (SELECT * FROM jsonb_to_recordset(p_results) AS r(cid bigint, mid bigint, att integer,
+             status text, outcome text, provider_id text, error text, next_at timestamptz,
+             channel text, sup_addr text, sup_reason text)),
+m AS (UPDATE messages x SET status = r.status,
+             provider_id = coalesce(r.provider_id, x.provider_id), last_error = r.error,
+             next_attempt_at = coalesce(r.next_at, x.next_attempt_at),
+             sent_at = CASE WHEN r.status = 'sent' THEN p_now ELSE x.sent_at END,
+             lease_owner = NULL, lease_until = NULL, updated_at = p_now
+        FROM r WHERE x.customer_id = r.cid AND x.id = r.mid AND x.attempt = r.att
+         AND x.status || '' = 'sending' -- not via the lease index: by primary key
+      RETURNING x.id, x.customer_id, x.attempt, r.outcome, r.provider_id, r.error, r.channel,
+                r.sup_addr, r.sup_reason),
+a AS (UPDATE message_attempts y SET finished_at = p_now, outcome = m.outcome,
+             provider_id = m.provider_id, error = m.error
+        FROM m WHERE y.customer_id = m.customer_id AND y.message_id = m.id
+         AND y.attempt = m.attempt),
+s AS (INSERT INTO suppressions (channel, address, address_hash, reason, source, customer_id)
+      SELECT m.channel, lower(btrim(m.sup_addr)), ng_address_hash(m.sup_addr), m.sup_reason,
+             'dispatch', m.customer_id
+        FROM m WHERE m.sup_addr IS NOT NULL
+      ON CONFLICT DO NOTHING)
+SELECT m.id, m.customer_id FROM m
+$$;
