@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define PARALLEL_CLAIMS 4
+
 static void pass_start(struct ng_dispatch *d);
 static void maybe_closed(struct ng_dispatch *d);
 
@@ -227,7 +229,7 @@ static void on_claimed(const struct ng_db_result *r, void *arg)
 	struct dispatch_lane *lane = c->lane;
 	struct ng_dispatch *d = lane->d;
 	d->busy--;
-	lane->claiming = 0;
+	lane->claiming--;
 	int n = 0;
 	if (r->status != 0) {
 		ng_warn("dispatch", "claiming messages for %s failed: %s", lane->name, r->message);
@@ -238,7 +240,8 @@ static void on_claimed(const struct ng_db_result *r, void *arg)
 	/* The claim reserved `asked` slots and tokens; keep those of the rows that came back. */
 	lane->lim.in_use -= c->asked - n;
 	dispatch_limiter_refund(&lane->lim, c->asked - n);
-	lane->more = r->status == 0 && n == c->asked;
+	if (r->status == 0 && n == c->asked)
+		lane->more = 1;
 	for (int i = 0; i < n; i++)
 		dispatch_send_claimed(lane, r->res, i);
 	free(c);
@@ -257,7 +260,7 @@ static void claim(struct dispatch_lane *lane, int n)
 	c->lane = lane;
 	c->asked = n;
 	dispatch_limiter_take(&lane->lim, n);
-	lane->claiming = 1;
+	lane->claiming++;
 	char now[40], until[40], lim[16];
 	int64_t t = dispatch_now(d);
 	/* The lease is real time: on a demo clock running faster it must not run out mid-send. */
@@ -289,11 +292,17 @@ static void pass_start(struct ng_dispatch *d)
 	int64_t now = dispatch_now(d);
 	for (size_t i = 0; i < d->nlanes; i++) {
 		struct dispatch_lane *l = &d->lanes[i];
-		int room = dispatch_limiter_room(&l->lim, now);
-		if (room > d->opt.batch)
-			room = d->opt.batch;
-		if (room > 0 && !l->claiming)
+		/* Several claims side by side: each is a round trip, and a fast relay empties a
+		 * batch quicker than PostgreSQL hands out the next. */
+		l->more = 0;
+		while (l->claiming < PARALLEL_CLAIMS) {
+			int room = dispatch_limiter_room(&l->lim, now);
+			if (room > d->opt.batch)
+				room = d->opt.batch;
+			if (room <= 0)
+				break;
 			claim(l, room);
+		}
 	}
 	if (--d->claims_out == 0)
 		claims_done(d);

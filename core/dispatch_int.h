@@ -54,7 +54,7 @@ struct dispatch_lane {
 	const char *name, *channel;
 	int is_default; /* the first instance of its channel: takes messages naming no instance */
 	struct dispatch_limiter lim;
-	int claiming; /* a claim is in flight */
+	int claiming; /* claims in flight */
 	int more;     /* the last claim got all it asked for: more may be due */
 };
 

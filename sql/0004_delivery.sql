@@ -85,7 +85,9 @@ CREATE INDEX messages_lease_idx ON messages (lease_until) WHERE status = 'sendin
 -- waiting for rows another node holds, leased to p_owner, the attempt bumped; an attempt row
 -- opened, and the attempt the crashed holder left open closed as ambiguous. Returns each row with
 -- the customer, the recipient address for the channel and the policy verdict.
--- Candidates come from the two partial indexes, then are locked one by one; the SET clauses keep
+-- Candidates come from the two partial indexes (four times as many as wanted, so that claims running
+-- side by side, which skip each other's rows, still fill up), then are locked one by one until
+-- enough are held; the SET clauses keep
 -- the planner from hashing or scanning the whole table for a few hundred rows it reaches by
 -- primary key (its estimates for the CTEs are far off).
 CREATE FUNCTION ng_dispatch_claim(p_owner text, p_now timestamptz, p_until timestamptz,
@@ -98,7 +100,7 @@ WITH c0 AS ((SELECT m.customer_id, m.id FROM messages m
               WHERE m.status IN ('queued', 'retry') AND m.next_attempt_at <= p_now
                 AND (m.plugin_instance = p_instance
                      OR (m.plugin_instance IS NULL AND m.channel = p_channel AND p_default))
-              ORDER BY m.next_attempt_at LIMIT p_limit)
+              ORDER BY m.next_attempt_at LIMIT p_limit * 4)
             UNION ALL
             (SELECT m.customer_id, m.id FROM messages m
               WHERE m.status = 'sending' AND m.lease_until < p_now

@@ -58,13 +58,13 @@ psql "$conninfo" -qAt -v ON_ERROR_STOP=1 -c "
 cat >"$work/nudge.conf.lua" <<EOF
 return {
   database = { conninfo = [[$conninfo]], pool_size = 4 },
-  http = { listen = "127.0.0.1:$((port + 1))" },
+  http = { listen = "127.0.0.1:$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 ))" },
   log = { level = "warn" },
   paths = { plugins = "$top/build/plugins", workflows = "$work/wf" },
   unsubscribe = { secret = "bench" },
   senders = { threads = $CONNS },
   dispatch = { batch = 512 },
-  channels = { { name = "email", plugin = "smtp", concurrency = 1024, config = {
+  channels = { { name = "email", plugin = "smtp", concurrency = 2048, config = {
     host = "127.0.0.1", port = $port, starttls = "off", from = "shop@example.com",
     connections = $CONNS, messages_per_session = 100 } } },
 }
@@ -85,7 +85,7 @@ done
 t1=$(now_ms)
 nudge_ms=$((t1 - t0))
 ok=$(psql "$conninfo" -qAt -c "SELECT count(*) FROM messages WHERE status = 'sent'")
-echo "nudge:    build/nudge serve (dispatcher + smtp plugin, concurrency 1024, $CONNS connections);" \
+echo "nudge:    build/nudge serve (dispatcher + smtp plugin, concurrency 2048, $CONNS connections);" \
 	"$ok of $MESSAGES sent"
 awk -v n="$MESSAGES" -v b="$base_ms" -v d="$nudge_ms" 'BEGIN {
 	rb = n * 1000 / b; rd = n * 1000 / d;
