@@ -120,6 +120,10 @@ void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i)
 		m->customer = json_object();
 	dispatch_inflight_add(d, m);
 
+	if (d->closing) { /* claimed while the drain began: back to the queue, unsent */
+		dispatch_result_give_back(m, "given back: the dispatcher is stopping");
+		return;
+	}
 	if (verdict) {
 		dispatch_result_not_sent(m, "skipped", verdict);
 		return;
