@@ -45,8 +45,9 @@ static void on_sent(void *arg, const struct nudge_send_result *r)
 		         r->status == NUDGE_SEND_FAILED && r->suppress
 		             ? " (the address would be suppressed)"
 		             : "",
-		         r->status == NUDGE_SEND_RETRY && r->retry_after_ms ? " (provider asks to wait)"
-		                                                            : "");
+		         r->status == NUDGE_SEND_RETRY && r->retry_after_ms
+		             ? " (provider asks to wait)"
+		             : "");
 }
 
 static void on_closed(void *arg)
@@ -141,8 +142,8 @@ int ng_cmd_send_test(int argc, char **argv)
 	ng_senders_open(&senders, &loop, 1);
 	ng_plugin_host_open(&host, &loop, clock, senders);
 	ng_plugin_host_load_conf(host, conf, NULL, NULL);
-	struct ng_plugin *p = instance ? ng_plugin_find(host, instance)
-	                               : ng_plugin_for_channel(host, channel);
+	struct ng_plugin *p =
+	    instance ? ng_plugin_find(host, instance) : ng_plugin_for_channel(host, channel);
 	struct send_test t = {0};
 	if (!p) {
 		fprintf(stderr, "nudge: no channel instance %s%s is configured and loaded\n",

@@ -3,8 +3,8 @@
  * on another branch), so the dispatcher can render before that merges. DELETE THIS FILE AT MERGE.
  *
  * It renders no Liquid: the parts come from the data's own keys `subject`, `text`, `html`, `body`,
- * and `from_name` as given, and what is missing falls back to the template name (the text: the name and
- * the snapshot as JSON).
+ * and `from_name` as given, and what is missing falls back to the template name (the text: the name
+ * and the snapshot as JSON).
  */
 #include "msgtmpl.h"
 #include "ng.h"
