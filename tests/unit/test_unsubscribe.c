@@ -99,11 +99,14 @@ static long http(const char *method, const char *url, struct body *b, int *redir
 	return status;
 }
 
+/* The second and third sends wait for the test's go-ahead, given after it has unsubscribed. */
 static const char newsletter[] =
     "return { name = 'newsletter', trigger = {manual = true}, run = function(ctx)\n"
-    "  for i = 1, 3 do\n"
+    "  ctx.send{channel = 'email', template = 'news1', data = {subject = 'News 1'}}\n"
+    "  ctx.wait_for('test.go_on', {timeout = '60s'})\n"
+    "  for i = 2, 3 do\n"
     "    ctx.send{channel = 'email', template = 'news' .. i, data = {subject = 'News ' .. i}}\n"
-    "    ctx.wait('1500ms')\n"
+    "    ctx.wait('200ms')\n"
     "  end\n"
     "end }\n";
 
@@ -231,6 +234,11 @@ static void test_one_click_stops_a_running_workflow(void)
 	           " '{\"subject\": \"Receipt\"}') RETURNING 1) SELECT count(*) FROM i",
 	           cid);
 
+	ng_test_q1(sc.pg,
+	           "WITH i AS (INSERT INTO events (customer_id, source, dedupe_key, type, occurred_at)"
+	           " VALUES (%lld, 'test', 'go-on', 'test.go_on', now()) RETURNING 1)"
+	           " SELECT count(*) FROM i",
+	           cid);
 	/* The workflow runs to its end; its two later sends are skipped, never sent. */
 	deadline = ng_test_now_ms() + 20000;
 	while (ng_test_q1(sc.pg, "SELECT count(*) FROM instances WHERE status = 'completed'") < 1 &&
