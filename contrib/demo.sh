@@ -33,7 +33,9 @@ trap 'exit 0' INT TERM
 # A random high port; the daemon or the sink refuses it if taken.
 randport() { echo $(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 )); }
 
-say "starting a private PostgreSQL in $work/pg"
+say "starting a private PostgreSQL in $work/pg (fresh each run)"
+tests/pg.sh stop "$work/pg" >/dev/null 2>&1 || true
+rm -rf "$work/pg"
 conninfo=$(tests/pg.sh start "$work/pg")
 echo "$conninfo"
 export NUDGE_DATABASE="$conninfo"
