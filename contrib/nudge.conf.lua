@@ -54,6 +54,14 @@ return {
   -- Channel plugins, one entry per instance (docs/plugins.md lists each plugin's keys). The demo
   -- writes email to a file; for real mail use the smtp plugin, e.g.
   --   { name = "email", plugin = "smtp", config = { host = "smtp.example.com", port = 587,
+  -- Signs unsubscribe links; keep it stable (links in sent mail break when it changes), e.g.
+  --   unsubscribe = { secret = file("/etc/nudge/unsubscribe.secret") },
+  -- The dispatcher's retry and lease settings are under `dispatch` (docs/delivery.md).
+
+  -- Channel plugins, one entry per instance (docs/plugins.md lists each plugin's keys). This
+  -- example writes email to a file; for real mail use the smtp plugin (with limits), e.g.
+  --   { name = "email", plugin = "smtp", concurrency = 16, rate = 20,
+  --     config = { host = "smtp.example.com", port = 587,
   --     from = "shop@example.com", from_name = "Demo Store",
   --     username = "shop", password = env("SMTP_PASSWORD") } },
   -- and for SMS the twilio plugin (its webhook is /v1/webhooks/<name>: give Twilio that public URL

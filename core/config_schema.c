@@ -115,6 +115,40 @@ static const struct ng_conf_field channel_fields[] = {
 	 "the channel it serves: email, sms, messenger (default: the plugin's first)"},
 	{"config", NG_CONF_ANY, 0, NULL, NULL, 0, 0, NULL,
 	 "the plugin's own keys, checked against what it declares (docs/plugins.md)"},
+	{"concurrency", NG_CONF_INT, 0, "16", NULL, 1, 10000, NULL,
+	 "messages this instance may have in flight (sent, result not yet recorded)"},
+	{"rate", NG_CONF_NUMBER, 0, "0", NULL, 0, 0, NULL,
+	 "messages per second through this instance (0: no limit); provider back-pressure slows it"},
+	{"burst", NG_CONF_NUMBER, 0, "0", NULL, 0, 0, NULL,
+	 "token-bucket depth for rate (0: one second's worth)"},
+	END,
+};
+
+static const struct ng_conf_field dispatch_fields[] = {
+	{"batch", NG_CONF_INT, 0, "64", NULL, 1, 10000, NULL,
+	 "most messages one claim takes for one channel instance"},
+	{"lease_ms", NG_CONF_INT, 0, "120000", NULL, 100, 86400000, NULL,
+	 "a claimed message not finished in this time is taken over by another dispatcher"},
+	{"poll_ms", NG_CONF_INT, 0, "5000", NULL, 10, 3600000, NULL,
+	 "look for due messages at least this often (besides NOTIFY wake-ups)"},
+	{"retry_base_ms", NG_CONF_INT, 0, "60000", NULL, 1, 86400000, NULL,
+	 "first retry delay; doubled per attempt, with jitter"},
+	{"retry_max_ms", NG_CONF_INT, 0, "21600000", NULL, 1, 604800000, NULL,
+	 "cap of the retry delay"},
+	{"max_attempts", NG_CONF_INT, 0, "10", NULL, 1, 1000, NULL,
+	 "a message still failing temporarily after this many attempts fails"},
+	END,
+};
+
+static const struct ng_conf_field unsubscribe_fields[] = {
+	{"secret", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "HMAC key signing unsubscribe links; use env() or file(). Unset: a random key per start (links break on restart)"},
+	END,
+};
+
+static const struct ng_conf_field clock_fields[] = {
+	{"speed", NG_CONF_NUMBER, 0, "1", NULL, 0, 0, NULL,
+	 "FOR DEMOS AND TESTS ONLY: workflow time runs this many times faster than real time (3600: a second is an hour)"},
 	END,
 };
 
@@ -179,6 +213,10 @@ const struct ng_conf_field ng_conf_schema[] = {
 	{"admin", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, admin_fields, "the admin HTTP API"},
 	{"retention", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, retention_fields,
 	 "how long events and messages are kept"},
+	{"dispatch", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, dispatch_fields, "the message dispatcher"},
+	{"unsubscribe", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, unsubscribe_fields,
+	 "unsubscribe links"},
+	{"clock", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, clock_fields, "the daemon's clock"},
 	{"shutdown_timeout_ms", NG_CONF_INT, 0, "10000", NULL, 100, 600000, NULL,
 	 "on SIGTERM, in-flight work gets this long to finish"},
 	END,

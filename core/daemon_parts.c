@@ -11,6 +11,9 @@
 #include "config.h"
 #include "daemon.h"
 #include "db.h"
+#include "dispatch.h"
+#include "msgtmpl.h"
+#include "unsubscribe.h"
 #include "ng.h"
 #include "migrate.h"
 #include "paths.h"
@@ -24,6 +27,7 @@
 #include <string.h>
 
 #include <errno.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 
 static void close_clock(void *self, void (*done)(void *arg), void *arg)
@@ -203,6 +207,10 @@ static int start_wf(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *
 		.clock = parts->clock,
 		.default_timezone = ng_conf_str(conf, "store.timezone"),
 		.listen = 1,
+		/* Leases are real time, also on a demo clock that runs faster. */
+		.lease_ms = (int64_t)(30000 * (ng_clock_speed(parts->clock) > 1
+						   ? ng_clock_speed(parts->clock)
+						   : 1)),
 	};
 	struct ng_wf_part *w = ng_xcalloc(1, sizeof *w);
 	w->dir = found;
@@ -422,6 +430,8 @@ static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_con
 	ng_privacy_routes(parts->privacy, parts->httpd);
 	ng_intake_routes(parts->intake, parts->httpd);
 	ng_httpd_observe(parts->httpd, observe_http, parts->metrics);
+	parts->unsub = ng_unsubscribe_routes(parts->httpd, parts->db, parts->unsub_secret,
+					     parts->unsub_secret_len, ng_conf_str(conf, "store.name"));
 	ng_info("http", "listening on %s", listen);
 	return 0;
 }
@@ -469,6 +479,125 @@ static void start_retention(struct ng_daemon *d, uv_loop_t *loop, const struct n
 		ng_daemon_add(d, "retention", r, close_retention, NULL);
 }
 
+/*
+ * The dispatcher, with the message templates it renders and each channel instance's limits. It
+ * closes before the plugins and the database it needs (components close in reverse order).
+ */
+struct ng_dispatch_part {
+	struct ng_dispatch *dispatch;
+	struct ng_msgtmpl_set *templates;
+	struct ng_dispatch_limit *limits;
+	void (*closed)(void *arg);
+	void *closed_arg;
+};
+
+static void dispatch_closed(void *arg)
+{
+	struct ng_dispatch_part *p = arg;
+	void (*closed)(void *) = p->closed;
+	void *carg = p->closed_arg;
+	ng_msgtmpl_close(p->templates);
+	free(p->limits);
+	free(p);
+	closed(carg);
+}
+
+static void close_dispatch(void *self, void (*done)(void *arg), void *arg)
+{
+	struct ng_dispatch_part *p = self;
+	p->closed = done;
+	p->closed_arg = arg;
+	ng_dispatch_close(p->dispatch, dispatch_closed, p);
+}
+
+static const struct ng_conf_node *child_node(const struct ng_conf_node *n, const char *key)
+{
+	for (const struct ng_conf_node *c = n->child; c; c = c->next)
+		if (strcmp(c->key, key) == 0)
+			return c;
+	return NULL;
+}
+
+static void unsubscribe_secret(const struct ng_conf *conf, struct ng_daemon_parts *parts)
+{
+	const char *s = ng_conf_str(conf, "unsubscribe.secret");
+	if (s && *s) {
+		parts->unsub_secret_len = strlen(s) < sizeof parts->unsub_secret
+						  ? strlen(s)
+						  : sizeof parts->unsub_secret;
+		memcpy(parts->unsub_secret, s, parts->unsub_secret_len);
+		return;
+	}
+	RAND_bytes(parts->unsub_secret, 32);
+	parts->unsub_secret_len = 32;
+	ng_warn("unsubscribe", "unsubscribe.secret is not set: unsubscribe links in mail sent now "
+			       "stop working when nudge restarts");
+}
+
+static int start_dispatch(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
+			  struct ng_daemon_parts *parts, char *err, size_t errlen)
+{
+	struct ng_dispatch_part *p = ng_xcalloc(1, sizeof *p);
+	const char *dir = ng_conf_str(conf, "paths.templates");
+	char *found = dir ? ng_xstrdup(dir) : ng_paths_shipped("templates");
+	char terr[512] = "";
+	int rc = ng_msgtmpl_open(found ? found : "templates", &p->templates, terr, sizeof terr);
+	free(found);
+	if (rc) {
+		snprintf(err, errlen, "the message templates cannot be loaded: %s", terr);
+		free(p);
+		return rc;
+	}
+	const struct ng_conf_node *list = ng_conf_get(conf, "channels");
+	size_t n = 0;
+	for (const struct ng_conf_node *c = list ? list->child : NULL; c; c = c->next)
+		n++;
+	p->limits = ng_xcalloc(n ? n : 1, sizeof *p->limits);
+	size_t i = 0;
+	for (const struct ng_conf_node *c = list ? list->child : NULL; c; c = c->next, i++) {
+		const struct ng_conf_node *v;
+		p->limits[i].instance = (v = child_node(c, "name")) ? v->str : NULL;
+		p->limits[i].concurrency = (v = child_node(c, "concurrency")) ? (int)v->i : 0;
+		p->limits[i].rate = (v = child_node(c, "rate")) ? v->num : 0;
+		p->limits[i].burst = (v = child_node(c, "burst")) ? v->num : 0;
+	}
+	struct ng_dispatch_options o = {
+		.loop = loop,
+		.db = parts->db,
+		.clock = parts->clock,
+		.plugins = parts->plugins,
+		.templates = p->templates,
+		.batch = (int)ng_conf_int(conf, "dispatch.batch"),
+		.lease_ms = ng_conf_int(conf, "dispatch.lease_ms"),
+		.poll_ms = ng_conf_int(conf, "dispatch.poll_ms"),
+		.retry_base_ms = ng_conf_int(conf, "dispatch.retry_base_ms"),
+		.retry_max_ms = ng_conf_int(conf, "dispatch.retry_max_ms"),
+		.max_attempts = (int)ng_conf_int(conf, "dispatch.max_attempts"),
+		.drain_ms = ng_conf_int(conf, "shutdown_timeout_ms") / 2,
+		.listen = 1,
+		.limits = p->limits,
+		.nlimits = n,
+		.store_name = ng_conf_str(conf, "store.name"),
+		.store_address = ng_conf_str(conf, "store.postal_address"),
+		.store_base_url = ng_conf_str(conf, "store.base_url"),
+		.store_timezone = ng_conf_str(conf, "store.timezone"),
+		.unsubscribe_secret = parts->unsub_secret,
+		.unsubscribe_secret_len = parts->unsub_secret_len,
+	};
+	rc = ng_dispatch_open(&p->dispatch, &o);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the dispatcher: %s", ng_strerror(rc));
+		ng_msgtmpl_close(p->templates);
+		free(p->limits);
+		free(p);
+		return rc;
+	}
+	parts->dispatch = p;
+	ng_daemon_add(d, "dispatch", p, close_dispatch, NULL);
+	ng_dispatch_start(p->dispatch);
+	return 0;
+}
+
 static void close_plugins(void *self, void (*done)(void *arg), void *arg)
 {
 	ng_plugin_host_close(self, done, arg);
@@ -478,7 +607,16 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 			  struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
 	parts->metrics = ng_metrics_new();
-	parts->clock = ng_clock_real(loop);
+	double speed = ng_conf_num(conf, "clock.speed");
+	if (speed <= 0) {
+		snprintf(err, errlen, "key 'clock.speed' must be a positive number");
+		return -EINVAL;
+	}
+	parts->clock = speed == 1 ? ng_clock_real(loop) : ng_clock_scaled(loop, speed);
+	if (speed != 1)
+		ng_warn("clock", "clock.speed = %g: workflow time runs %g times faster than real "
+				 "time (for demos and tests only)",
+			speed, speed);
 	parts->started_ms = (uint64_t)ng_clock_now_ms(parts->clock);
 	ng_daemon_add(d, "clock", parts->clock, close_clock, NULL);
 
@@ -515,6 +653,10 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 	rc = start_intake(d, loop, conf, parts, err, errlen);
 	if (rc)
 		return rc;
+	unsubscribe_secret(conf, parts);
+	rc = start_dispatch(d, loop, conf, parts, err, errlen);
+	if (rc)
+		return rc;
 	/* Last: requests arrive only once everything they need is running, and the listener is
 	 * the first thing a drain closes. */
 	return start_httpd(d, loop, conf, parts, err, errlen);
@@ -525,6 +667,8 @@ void ng_daemon_parts_free(struct ng_daemon_parts *parts)
 	free(parts->admin);
 	free(parts->privacy);
 	parts->privacy = NULL;
+	ng_unsubscribe_free(parts->unsub);
+	parts->unsub = NULL;
 	ng_metrics_free(parts->metrics);
 	parts->admin = NULL;
 	parts->metrics = NULL;

@@ -42,6 +42,9 @@ static const struct ng_command commands[] = {
 	{"events", "send FILE [--url URL] [--key KEY] [--direct] [--config FILE | --conninfo C]",
 	 "post a /v1/events body to the running daemon, or with --direct commit it into the database",
 	 ng_cmd_events},
+	{"send-test", "--channel CH --template NAME --to ADDR [--data JSON] [--instance NAME] [--config FILE]",
+	 "render one template and send it now through the channel's plugin; print the result",
+	 ng_cmd_send_test},
 	{"version", "", "print the version", cmd_version},
 	{"help", "[COMMAND]", "show this help, or one command's", cmd_help},
 };

@@ -166,7 +166,8 @@ int ng_wf_engine_deploy(struct ng_wf_engine *e, const char *dir, ng_wf_done_cb d
 		names[n++] = ng_xstrdup(de->d_name);
 	}
 	closedir(dh);
-	qsort(names, n, sizeof(char *), cmp_str);
+	if (n > 1) /* qsort(NULL, 0) is undefined: an empty directory is fine */
+		qsort(names, n, sizeof(char *), cmp_str);
 	for (size_t i = 0; i < n; i++) {
 		char *path = ng_xasprintf("%s/%s", dir, names[i]), *err = NULL;
 		struct ng_wf_def *def;

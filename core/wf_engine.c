@@ -61,7 +61,8 @@ static void arm_timer(struct ng_wf_engine *e)
 {
 	int64_t due = e->next_due < e->next_sweep ? e->next_due : e->next_sweep;
 	if (!ng_clock_is_virtual(e->opt.clock)) {
-		int64_t cap = wf_now(e) + e->opt.poll_ms;
+		/* poll_ms is real time: a demo clock running faster polls no more often. */
+		int64_t cap = wf_now(e) + (int64_t)((double)e->opt.poll_ms * ng_clock_speed(e->opt.clock));
 		if (due > cap)
 			due = cap;
 	}
