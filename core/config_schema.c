@@ -72,6 +72,16 @@ static const struct ng_conf_field paths_fields[] = {
 	END,
 };
 
+static const struct ng_conf_field workflows_fields[] = {
+	{"lease_ms", NG_CONF_INT, 0, "30000", NULL, 200, 3600000, NULL,
+	 "how long a node holds a claimed instance; a crashed node's work is taken over after this"},
+	{"batch", NG_CONF_INT, 0, "64", NULL, 1, 10000, NULL,
+	 "due instances (or inbox events) claimed at once"},
+	{"poll_ms", NG_CONF_INT, 0, "5000", NULL, 10, 600000, NULL,
+	 "look for other nodes' work at least this often (NOTIFY usually comes first)"},
+	END,
+};
+
 static const struct ng_conf_field senders_fields[] = {
 	{"threads", NG_CONF_INT, 0, "4", NULL, 1, 256, NULL,
 	 "threads for blocking channel libraries (libesmtp)"},
@@ -97,6 +107,8 @@ const struct ng_conf_field ng_conf_schema[] = {
 	{"store", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, store_fields, "the store nudge works for"},
 	{"paths", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, paths_fields, "where files are"},
 	{"senders", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, senders_fields, "the sender thread pool"},
+	{"workflows", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, workflows_fields,
+	 "the workflow scheduler (docs/workflows.md)"},
 	{"channels", NG_CONF_LIST, 0, NULL, NULL, 0, 0, channel_fields,
 	 "channel plugin instances; several may share a plugin (two SMTP relays)"},
 	{"shutdown_timeout_ms", NG_CONF_INT, 0, "10000", NULL, 100, 600000, NULL,

@@ -198,6 +198,9 @@ static int start_wf(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *
 		.db = parts->db,
 		.clock = parts->clock,
 		.default_timezone = ng_conf_str(conf, "store.timezone"),
+		.lease_ms = (int)ng_conf_int(conf, "workflows.lease_ms"),
+		.batch = (int)ng_conf_int(conf, "workflows.batch"),
+		.poll_ms = (int)ng_conf_int(conf, "workflows.poll_ms"),
 		.listen = 1,
 	};
 	struct ng_wf_part *w = ng_xcalloc(1, sizeof *w);

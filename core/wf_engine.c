@@ -344,6 +344,17 @@ void ng_wf_engine_close(struct ng_wf_engine *e, void (*done)(void *arg), void *a
 	e->closed_arg = arg;
 	e->closing = 1;
 	ng_clock_timer_stop(e->opt.clock, &e->timer);
+	/* What this node did, for operators (and the chaos and bench drivers, which read it). */
+	if (e->opt.listen)
+		ng_info("wf",
+		        "engine %s closing: activations=%llu effects=%llu sends=%llu started=%llu"
+		        " completed=%llu exited=%llu failed=%llu parked=%llu fenced=%llu",
+		        e->owner, (unsigned long long)e->stats.activations,
+		        (unsigned long long)e->stats.effects, (unsigned long long)e->stats.sends,
+		        (unsigned long long)e->stats.started,
+		        (unsigned long long)e->stats.completed, (unsigned long long)e->stats.exited,
+		        (unsigned long long)e->stats.failed, (unsigned long long)e->stats.parked,
+		        (unsigned long long)e->stats.fenced);
 	maybe_closed(e);
 }
 
