@@ -83,9 +83,9 @@ left() { q "SELECT count(*) FROM instances WHERE status <> 'completed'"; }
 
 # wait_done TIMEOUT_S: until every instance completed.
 wait_done() {
-	t0=$(now)
+	tw=$(now)
 	while [ "$(left)" -gt 0 ]; do
-		if [ "$(awk -v a="$t0" -v b="$(now)" -v t="$1" 'BEGIN { print (b - a > t) }')" = 1 ]; then
+		if [ "$(awk -v a="$tw" -v b="$(now)" -v t="$1" 'BEGIN { print (b - a > t) }')" = 1 ]; then
 			return 1
 		fi
 		sleep 0.5
@@ -128,8 +128,8 @@ verify() {
 }
 
 # ---- kill: SIGKILL at random moments, restart, finish ------------------------------------------
-setup chaos_kill "$instances" 30
-echo "# kill: $instances instances falling due over 30 s, each 12 steps (5 sends, 5 waits of 1 s)"
+setup chaos_kill "$instances" 50
+echo "# kill: $instances instances falling due over 50 s, each 12 steps (5 sends, 5 waits of 1 s)"
 echo "# daemon: $nudge serve --config $conf  (workflows.lease_ms = 2000)"
 t0=$(now)
 i=1
