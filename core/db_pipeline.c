@@ -1,8 +1,8 @@
 /*
  * db_pipeline.c — the request traffic of one connected connection in pipeline mode: choosing
  * whether it takes more work, putting requests on the wire, flushing, and reading the results back
- * in order (the in-flight FIFO). After a failed batch the session is left inside an aborted
- * transaction, so a ROLLBACK follows it before anything else is sent.
+ * in order (the in-flight FIFO). A failed batch leaves the session inside an aborted transaction,
+ * so every batch is followed at once by a ROLLBACK of its own.
  */
 #include "db_int.h"
 
@@ -22,6 +22,14 @@ static void rollback_done(struct ng_db_conn *c, struct ng_db_req *req, int statu
 	NG_UNUSED(status);
 	c->barrier = 0;
 	ng_db_schedule(c->db);
+}
+
+static void send_rollback(struct ng_db_conn *c)
+{
+	struct ng_db_stmt st = {"ROLLBACK", 0, NULL};
+	struct ng_db_req *req = ng_db_req_new(NG_DB_REQ_INTERNAL, &st, 1);
+	req->internal_done = rollback_done;
+	ng_db_conn_submit(c, req);
 }
 
 /*
@@ -61,13 +69,16 @@ int ng_db_conn_submit(struct ng_db_conn *c, struct ng_db_req *req)
 	c->inflight_tail = req;
 	c->inflight++;
 	c->unflushed = 1;
+	ng_db_conn_set_state(c, NG_DBC_BUSY);
 	/*
-	 * After a batch nothing else goes on this connection until it is done: if it fails, the
-	 * session stays in an aborted transaction until the ROLLBACK we then send.
+	 * A failed batch leaves the session inside an aborted transaction, which would fail every
+	 * request pipelined behind it. So a ROLLBACK of its own (own sync) follows every batch at
+	 * once: after a committed batch it is a no-op (a notice, logged at debug), after a failed
+	 * one it ends the aborted transaction. Batches then pipeline like single queries instead of
+	 * costing a round trip each.
 	 */
 	if (req->kind == NG_DB_REQ_BATCH)
-		c->barrier = 1;
-	ng_db_conn_set_state(c, NG_DBC_BUSY);
+		send_rollback(c);
 	return 0;
 }
 
@@ -82,26 +93,6 @@ int ng_db_conn_flush(struct ng_db_conn *c)
 	c->unflushed = 0;
 	c->flushing = r == 1;
 	return ng_db_conn_watch(c);
-}
-
-static int batch_failed(const struct ng_db_req *req)
-{
-	for (int i = 0; i < req->nqueries; i++) {
-		ExecStatusType st =
-		    req->results[i] ? PQresultStatus(req->results[i]) : PGRES_FATAL_ERROR;
-		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY)
-			return 1;
-	}
-	return 0;
-}
-
-static void send_rollback(struct ng_db_conn *c)
-{
-	struct ng_db_stmt st = {"ROLLBACK", 0, NULL};
-	struct ng_db_req *req = ng_db_req_new(NG_DB_REQ_INTERNAL, &st, 1);
-	req->internal_done = rollback_done;
-	if (ng_db_conn_submit(c, req) == 0)
-		c->barrier = 1;
 }
 
 /*
@@ -151,11 +142,6 @@ int ng_db_conn_read(struct ng_db_conn *c)
 		req->next = NULL;
 		if (c->inflight == 0)
 			ng_db_conn_set_state(c, NG_DBC_READY);
-		if (req->kind == NG_DB_REQ_BATCH) {
-			c->barrier = 0;
-			if (batch_failed(req))
-				send_rollback(c);
-		}
 		ng_db_req_finish(c->db, c, req, 0, NULL);
 		if (c->state != NG_DBC_READY && c->state != NG_DBC_BUSY)
 			return -1; /* the ROLLBACK could not be sent */

@@ -147,6 +147,15 @@ static void pass_start(struct ng_wf_engine *e)
 
 /* ---- claiming due instances ------------------------------------------------------------- */
 
+/*
+ * The claim is two index scans, each locking what it finds with SKIP LOCKED: due instances in
+ * wake_at order (instances_due_idx) and running ones whose lease ran out (instances_lease_idx).
+ * One OR condition would make PostgreSQL read and sort every due row on every claim. The update
+ * finds the locked rows by ctid, which cannot change while they are locked; a row that another
+ * transaction updated after this statement's snapshot is locked but not claimed, and is simply
+ * left for the next pass.
+ */
+
 struct due_batch {
 	struct ng_wf_engine *e;
 	void (*done)(struct ng_wf_engine *e, int n);
@@ -195,13 +204,13 @@ void wf_due_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, in
 	e->busy++;
 	int rc = ng_db_query(
 	    e->opt.db,
-	    "WITH c AS (SELECT customer_id, id FROM instances"
-	    "  WHERE (status IN ('ready', 'waiting') AND wake_at <= $2)"
-	    "     OR (status = 'running' AND lease_until < $2)"
-	    "  ORDER BY wake_at LIMIT $4 FOR UPDATE SKIP LOCKED),"
+	    "WITH d AS (SELECT ctid FROM instances WHERE status IN ('ready', 'waiting')"
+	    "  AND wake_at <= $2 ORDER BY wake_at LIMIT $4 FOR UPDATE SKIP LOCKED),"
+	    " x AS (SELECT ctid FROM instances WHERE status = 'running' AND lease_until < $2"
+	    "  LIMIT $4 FOR UPDATE SKIP LOCKED),"
 	    " u AS (UPDATE instances i SET status = 'running', attempt = i.attempt + 1,"
-	    "  lease_owner = $1, lease_until = $3, updated_at = $2 FROM c"
-	    "  WHERE i.customer_id = c.customer_id AND i.id = c.id"
+	    "  lease_owner = $1, lease_until = $3, updated_at = $2"
+	    "  WHERE i.ctid = ANY (ARRAY(SELECT ctid FROM d UNION SELECT ctid FROM x))"
 	    "  RETURNING i.customer_id, i.id, i.workflow, i.version, i.attempt, i.trigger_event_id)"
 	    " SELECT u.customer_id, u.id, u.workflow, u.version, u.attempt,"
 	    "  (SELECT coalesce(json_agg(json_build_object('seq', f.seq, 'kind', f.kind,"

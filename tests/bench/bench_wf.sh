@@ -12,7 +12,7 @@
 #            run, and how late they ran (p50, p99). Goal < 20 s on 2 cores.
 #
 # Sizes: BENCH_WF_DRIP (2000 instances x 10 activations), BENCH_WF_WAITING (1000000),
-# BENCH_WF_DRAIN (100000). Every command line used is printed before it runs.
+# BENCH_WF_DRAIN (100000); BENCH_WF_PARTS="effects rss drain" picks the parts. Every command line used is printed before it runs.
 set -eu
 cd "$(dirname "$0")/../.."
 top=$(pwd)
@@ -20,6 +20,8 @@ nudge=${NUDGE_BIN:-$top/build/nudge}
 drip=${BENCH_WF_DRIP:-2000}
 waiting=${BENCH_WF_WAITING:-1000000}
 drain=${BENCH_WF_DRAIN:-100000}
+parts=" ${BENCH_WF_PARTS:-effects rss drain} "
+want() { case "$parts" in *" $1 "*) return 0 ;; esac; return 1; }
 work=$(mktemp -d /tmp/nudge-bench-wf.XXXXXX)
 chmod 755 "$work"
 pg="$work/pg"
@@ -86,7 +88,7 @@ CONF
 instances() {
 	q "INSERT INTO customers (first_name) SELECT 'c' || g FROM generate_series(1, $2) g"
 	q "INSERT INTO instances (customer_id, workflow, version, key, status, wake_at)
-	   SELECT id, '$1', 1, id::text, '$3', $4 FROM customers ORDER BY id"
+	   SELECT c.id, '$1', 1, c.id::text, '$3', $4 FROM customers c ORDER BY c.id"
 	q "ANALYZE"
 }
 
@@ -96,7 +98,11 @@ serve() {
 	pid=$!
 }
 
+# The daemon's CPU seconds so far (user + system).
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$pid/stat"; }
+
 stop() {
+	echo "(nudge serve used $(cpu_s) s of CPU)"
 	kill -TERM "$pid"
 	wait "$pid" || true
 	pid=""
@@ -109,6 +115,7 @@ until_sql() {
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$pid/status"; }
 
 # ---- effects per second ---------------------------------------------------------------------
+if want effects; then
 echo
 echo "## effects journaled per second ($drip instances of drip: 10 activations of send + wait each)"
 setup bench_effects
@@ -128,12 +135,13 @@ BEGIN;
 SELECT 1 FROM instances WHERE customer_id = :c AND id = :c FOR UPDATE;
 INSERT INTO effects (customer_id, instance_id, seq, kind, args, result, created_at)
   VALUES (:c, :c, nextval('bench_seq'), 'send',
-  '{"channel":"email","data":{"i":1},"purpose":"marketing","template":"drip"}', '{"queued":true}', now());
+  '{"channel": "email", "data": {"i": 1}, "purpose": "marketing", "template": "drip"}',
+  '{"queued": true}', now());
 INSERT INTO messages (customer_id, instance_id, seq, workflow, channel, template, purpose, data,
   next_attempt_at, created_at, updated_at) VALUES (:c, :c, currval('bench_seq'), 'drip', 'email',
-  'drip', 'marketing', '{"i":1}', now(), now(), now()) ON CONFLICT (customer_id, instance_id, seq) DO NOTHING;
+  'drip', 'marketing', '{"i": 1}', now(), now(), now()) ON CONFLICT (customer_id, instance_id, seq) DO NOTHING;
 INSERT INTO effects (customer_id, instance_id, seq, kind, args, result, created_at)
-  VALUES (:c, :c, nextval('bench_seq'), 'wait', '{"duration":"1ms"}', '{"until":1767607200000}', now());
+  VALUES (:c, :c, nextval('bench_seq'), 'wait', '{"duration": "1ms"}', '{"until": 1767607200000}', now());
 UPDATE instances SET status = 'waiting', error = NULL, wake_at = now(), waiting_for = NULL,
   next_seq = next_seq + 2, lease_owner = NULL, lease_until = NULL, updated_at = now(),
   finished_at = NULL WHERE customer_id = :c AND id = :c;
@@ -149,7 +157,10 @@ pg_eps=$(awk -v t="$tps" 'BEGIN { printf "%.0f", t * 2 }')
 echo "pgbench: $tps transactions/s = $pg_eps effects/s"
 echo "RESULT effects: nudge $nudge_eps effects/s, pgbench $pg_eps effects/s, ratio $(awk -v a="$nudge_eps" -v b="$pg_eps" 'BEGIN { printf "%.2f", a / b }') (goal >= 0.7)"
 
+fi
+
 # ---- RSS with 1,000,000 waiting instances ---------------------------------------------------
+if want rss; then
 echo
 echo "## RSS with $waiting waiting instances"
 setup bench_rss
@@ -167,7 +178,10 @@ hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status")
 stop
 echo "RESULT rss: $((rss1 / 1024)) MB with $waiting waiting instances (peak $((hwm / 1024)) MB), $((rss0 / 1024)) MB with none (goal < 150 MB)"
 
+fi
+
 # ---- drain 100,000 due in the same second ----------------------------------------------------
+if want drain; then
 echo
 echo "## drain: $drain instances of once (one send) due in the same second"
 setup bench_drain
@@ -182,3 +196,4 @@ q "SELECT 'RESULT drain: ' || count(*) || ' instances due at ' || '$due' || ' dr
    || ' s, p99 ' || round((percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM m.created_at - '$due'::timestamptz)))::numeric, 2)
    || ' s (goal < 20 s on ' || $(nproc) || ' cores)' FROM messages m"
 grep -i 'error\|warn' "$work/serve.log" | head -n 5 || true
+fi
