@@ -92,6 +92,9 @@ static void on_next_due(const struct ng_db_result *r, void *arg)
 		e->next_due = wf_col_i64(r->res, 0, 0);
 	else if (r->status != 0)
 		e->next_due = wf_now(e) + 1000; /* the database hiccuped: look again soon */
+	/* A step that committed after the query's snapshot was taken is not in its answer. */
+	if (e->noted_due < e->next_due)
+		e->next_due = e->noted_due;
 	pass_end(e);
 }
 
@@ -104,6 +107,7 @@ static void after_sweep(struct ng_wf_engine *e, int n)
 		return;
 	}
 	e->busy++;
+	e->noted_due = INT64_MAX;
 	int rc = ng_db_query(
 	    e->opt.db,
 	    "SELECT (extract(epoch FROM least("
@@ -156,22 +160,35 @@ static void pass_start(struct ng_wf_engine *e)
  * left for the next pass.
  */
 
+/*
+ * The pass goes on (inbox, the next claim) as soon as fewer than one batch of steps is still
+ * committing, so a claim overlaps the commits of the batch before it instead of waiting for them;
+ * at most about two batches are in flight. The batch itself is freed when its last step is done.
+ */
 struct due_batch {
 	struct ng_wf_engine *e;
 	void (*done)(struct ng_wf_engine *e, int n);
-	int n, left;
+	int n, left, reported;
 };
+
+static void batch_check(struct due_batch *b)
+{
+	struct ng_wf_engine *e = b->e;
+	if (!b->reported && (b->left == 0 || e->inflight_steps < e->opt.batch)) {
+		b->reported = 1;
+		b->done(e, b->n);
+	}
+	if (b->left == 0) {
+		free(b);
+		wf_engine_settle(e);
+	}
+}
 
 static void on_step_done(void *arg)
 {
 	struct due_batch *b = arg;
-	if (--b->left > 0)
-		return;
-	struct ng_wf_engine *e = b->e;
-	void (*done)(struct ng_wf_engine *, int) = b->done;
-	int n = b->n;
-	free(b);
-	done(e, n);
+	b->left--;
+	batch_check(b);
 }
 
 static void on_claimed(const struct ng_db_result *r, void *arg)
@@ -180,7 +197,7 @@ static void on_claimed(const struct ng_db_result *r, void *arg)
 	b->e->busy--;
 	if (r->status != 0) {
 		ng_warn("wf", "claiming due instances failed: %s", r->message);
-		on_step_done(b);
+		batch_check(b);
 		return;
 	}
 	b->n = PQntuples(r->res);
@@ -195,7 +212,6 @@ void wf_due_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, in
 	struct due_batch *b = ng_xcalloc(1, sizeof(*b));
 	b->e = e;
 	b->done = done;
-	b->left = 1;
 	char now[40], until[40], batch[16];
 	int64_t t = wf_now(e);
 	snprintf(batch, sizeof batch, "%d", e->opt.batch);
@@ -263,6 +279,7 @@ int ng_wf_engine_open(struct ng_wf_engine **out, const struct ng_wf_options *opt
 	e->opt.owner = e->owner;
 	e->opt.default_timezone = e->default_tz;
 	e->next_due = INT64_MAX;
+	e->noted_due = INT64_MAX;
 	e->next_sweep = INT64_MAX;
 	e->timer.data = e;
 	e->sweep_timer.data = e;
@@ -365,6 +382,17 @@ void ng_wf_engine_close(struct ng_wf_engine *e, void (*done)(void *arg), void *a
 		        (unsigned long long)e->stats.failed, (unsigned long long)e->stats.parked,
 		        (unsigned long long)e->stats.fenced);
 	maybe_closed(e);
+}
+
+void wf_engine_note_due(struct ng_wf_engine *e, int64_t at)
+{
+	if (at < e->noted_due)
+		e->noted_due = at;
+	if (at >= e->next_due)
+		return;
+	e->next_due = at;
+	if (!e->pass_running && !e->closing)
+		arm_timer(e);
 }
 
 void wf_engine_settle(struct ng_wf_engine *e)

@@ -1,5 +1,7 @@
--- 0005_workflow_fence_by_key.sql — the fence of sql/0002, rewritten so that PostgreSQL always finds
--- the instance by its primary key.
+-- 0005_workflow_scheduling.sql — two things several schedulers on one database need: the fence of
+-- sql/0002 rewritten so that PostgreSQL always finds the instance by its primary key, and a shared
+-- schedule for the time-driven triggers, so that a date or segment sweep runs once per period
+-- across all nodes and restarts rather than once per node and again after every restart.
 --
 -- The first version locked "WHERE customer_id AND id AND attempt AND status = 'running'". With
 -- statistics taken while few instances were running, the planner chose the partial index
@@ -20,3 +22,13 @@ BEGIN
             USING ERRCODE = 'NGWF1';
     END IF;
 END $$;
+
+-- One row per workflow with a date or segment trigger: when its next sweep is due. A node runs a
+-- sweep only after moving next_run forward in the same statement (INSERT ... ON CONFLICT DO UPDATE
+-- ... WHERE next_run <= now), so of two nodes that try at once exactly one runs it.
+CREATE TABLE workflow_sweeps (
+    workflow    text PRIMARY KEY,
+    next_run    timestamptz NOT NULL,
+    last_run    timestamptz,
+    last_owner  text
+);
