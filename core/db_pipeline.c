@@ -39,7 +39,7 @@ static void send_rollback(struct ng_db_conn *c)
 int ng_db_conn_submit(struct ng_db_conn *c, struct ng_db_req *req)
 {
 	ng_db *db = c->db;
-	if (ng_db_req_send(req, c->pg) < 0) {
+	if (ng_db_req_send(req, c) < 0) {
 		char msg[512];
 		ng_db_copy_message(msg, sizeof(msg), PQerrorMessage(c->pg), "unknown error");
 		if (req->kind == NG_DB_REQ_INTERNAL) {
@@ -113,18 +113,30 @@ int ng_db_conn_read(struct ng_db_conn *c)
 		struct ng_db_req *req = c->inflight_head;
 		PGresult *r = PQgetResult(c->pg);
 		if (!r) {
-			if (req->done_queries < req->nqueries) {
+			if (req->done_queries < req->nwire) {
 				req->done_queries++;
 				continue;
 			}
 			break; /* the sync has not arrived yet */
 		}
 		if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
-			if (req->done_queries < req->nqueries) {
-				/* Only the last result of a query is kept (one per statement here).
-				 */
-				PQclear(req->results[req->done_queries]);
-				req->results[req->done_queries] = r;
+			if (req->done_queries < req->nwire) {
+				int w = req->wire[req->done_queries];
+				int slot = w >= 0 ? w : req->wire[req->done_queries + 1];
+				if (w < 0)
+					ng_db_prep_result(c, -w - 1, r);
+				PGresult *old = req->results[slot];
+				if (w < 0 && PQresultStatus(r) == PGRES_COMMAND_OK) {
+					PQclear(r); /* a Parse that worked says nothing */
+				} else if (old && PQresultStatus(old) != PGRES_COMMAND_OK &&
+				           PQresultStatus(old) != PGRES_TUPLES_OK &&
+				           PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
+					PQclear(r); /* keep the Parse's error, not "aborted" */
+				} else {
+					/* Only the last result of a query is kept. */
+					PQclear(old);
+					req->results[slot] = r;
+				}
 			} else {
 				/* libpq's own "connection lost" result, after the query's NULL. */
 				if (PQstatus(c->pg) == CONNECTION_OK)
