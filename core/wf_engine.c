@@ -121,10 +121,20 @@ static void after_sweep(struct ng_wf_engine *e, int n)
 	}
 }
 
+/* Full claims in a row before the inbox and the sweeps get their turn again. */
+#define DUE_STREAK_MAX 16
+
 static void after_due(struct ng_wf_engine *e, int n)
 {
 	if (n > 0)
 		e->work_done = 1;
+	/* A full batch means more is due: claim again at once (a burst drains without an inbox
+	 * round trip per batch), but let the inbox and the sweeps in every few batches. */
+	if (n >= e->opt.batch && !e->closing && ++e->due_streak < DUE_STREAK_MAX) {
+		wf_due_pass(e, after_due);
+		return;
+	}
+	e->due_streak = 0;
 	if (!e->closing && wf_now(e) >= e->next_sweep)
 		wf_sweep_pass(e, after_sweep);
 	else
@@ -162,8 +172,9 @@ static void pass_start(struct ng_wf_engine *e)
 
 /*
  * The pass goes on (inbox, the next claim) as soon as fewer than one batch of steps is still
- * committing, so a claim overlaps the commits of the batch before it instead of waiting for them;
- * at most about two batches are in flight. The batch itself is freed when its last step is done.
+ * committing, or at once when the claim came back full, so a claim overlaps the commits of the
+ * batch before it instead of waiting for them; at most about two batches are in flight. The batch
+ * itself is freed when its last step is done.
  */
 struct due_batch {
 	struct ng_wf_engine *e;
@@ -202,6 +213,12 @@ static void on_claimed(const struct ng_db_result *r, void *arg)
 	}
 	b->n = PQntuples(r->res);
 	b->left = b->n + 1; /* +1: this function's own hold, released below */
+	/* A full batch: the next claim goes out before this batch's commits, so it is not queued
+	 * behind them on the connections (at most two batches of steps are then in flight). */
+	if (b->n >= b->e->opt.batch && b->e->inflight_steps < b->e->opt.batch) {
+		b->reported = 1;
+		b->done(b->e, b->n);
+	}
 	for (int i = 0; i < b->n; i++)
 		wf_step_run_claimed(b->e, r->res, i, on_step_done, b);
 	on_step_done(b);

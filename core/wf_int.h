@@ -63,7 +63,8 @@ struct ng_wf_engine {
 	int64_t next_due;  /* by the clock, INT64_MAX if none */
 	int64_t noted_due; /* the earliest wf_engine_note_due while the next-due query runs */
 	int64_t next_sweep;
-	int work_done; /* something happened in this pass: run another */
+	int work_done;  /* something happened in this pass: run another */
+	int due_streak; /* full claims in a row (wf_engine.c) */
 	struct ng_wf_stats stats;
 	uv_idle_t resume_idle; /* resumes instances whose async effect completed */
 	struct wf_inst *resume_head;
