@@ -137,7 +137,7 @@ static void test_deploy_list_show_start(void)
 	free(out);
 	ASSERT_EQ_INT(nudge(&out, "start nosuch --customer 1 --conninfo \"%s\"", ci), 1);
 	free(out);
-	sql = ng_xasprintf("DROP SCHEMA %s CASCADE", schema);
+	sql = ng_xasprintf("SET client_min_messages = warning; DROP SCHEMA %s CASCADE", schema);
 	ng_test_pg_exec(sql);
 	free(sql);
 	sql = ng_xasprintf("rm -rf '%s'", dir);
