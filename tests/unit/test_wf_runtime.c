@@ -466,7 +466,39 @@ static void test_nondeterminism_contained(void)
 	rm_dir(dir);
 }
 
-NG_TESTS(NG_TEST(test_replay_returns_recorded_results), NG_TEST(test_nondeterminism_contained),
-         NG_TEST(test_sweep_once_per_period), NG_TEST(test_divergence_parks),
-         NG_TEST(test_exit_mid_wait), NG_TEST(test_wait_for_event_and_timeout),
-         NG_TEST(test_versions), NG_TEST(test_bad_scripts_contained), NG_TEST(test_load_errors), )
+/* wait_until a local hour: in the customer's timezone, or the store's when theirs is unknown. */
+static void test_wait_until_local_hour(void)
+{
+	const char *src = "return { name = 'nine', trigger = {manual = true}, run = function(ctx)\n"
+	                  "  ctx.wait_until{local_hour = 9}\n"
+	                  "  ctx.send{channel = 'email', template = 'nine'} end }\n";
+	const char *names[] = {"nine.lua"};
+	char *dir = write_dir(names, &src, 1);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr); /* Monday 10:00 UTC; the store is on UTC */
+	start(h, "nine",
+	      customer(h, "{\"email\": \"tokyo@example.com\", \"timezone\": \"Asia/Tokyo\"}"));
+	start(h, "nine",
+	      customer(h, "{\"email\": \"mars@example.com\", \"timezone\": \"Mars/Olympus\"}"));
+	/* 09:00 in Tokyo is 00:00 UTC, 14 hours on; 09:00 UTC is 23 hours on. */
+	ng_wf_harness_advance(h, 14 * HOUR - 1000);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 0);
+	ng_wf_harness_advance(h, 1000);
+	ASSERT_EQ_INT(q1(h,
+	                 "SELECT count(*) FROM messages m JOIN customers c ON c.id = m.customer_id"
+	                 " WHERE c.timezone = 'Asia/Tokyo'"),
+	              1);
+	ng_wf_harness_advance(h, 9 * HOUR - 1000);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 1);
+	ng_wf_harness_advance(h, 1000);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 2);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances WHERE status = 'completed'"), 2);
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
+NG_TESTS(NG_TEST(test_replay_returns_recorded_results), NG_TEST(test_wait_until_local_hour),
+         NG_TEST(test_nondeterminism_contained), NG_TEST(test_sweep_once_per_period),
+         NG_TEST(test_divergence_parks), NG_TEST(test_exit_mid_wait),
+         NG_TEST(test_wait_for_event_and_timeout), NG_TEST(test_versions),
+         NG_TEST(test_bad_scripts_contained), NG_TEST(test_load_errors), )
