@@ -26,6 +26,7 @@ struct ng_db_req {
 	int done_queries; /* wire queries whose results are complete (libpq returned NULL) */
 	int nwire;        /* queries on the wire, Parses of new prepared statements included */
 	int *wire;        /* per wire query: its results slot, or -(cache entry + 1) for a Parse */
+	int *by_name;     /* per results slot: cache entry + 1 when it ran by name, else 0 */
 	PGresult **results;   /* nqueries entries, the last result of each query */
 	uint64_t enqueued_ms; /* monotonic ms when submitted, for queue_timeout_ms */
 	ng_db_cb cb;
@@ -40,7 +41,8 @@ struct ng_db_req {
 struct ng_db_prep {
 	char *sql; /* NULL: a free entry */
 	uint64_t hash;
-	int ready; /* the server confirmed the Parse */
+	int ready;   /* the server confirmed the Parse */
+	unsigned id; /* the name is ng_s<id>: never reused on a session */
 };
 
 /*
@@ -80,6 +82,7 @@ struct ng_db_conn {
 	int ever_connected;
 	int listener; /* the dedicated LISTEN connection */
 	struct ng_db_prep prep[NG_DB_PREP_MAX];
+	unsigned prep_seq;
 };
 
 /* A LISTEN channel; sent is 1 once LISTEN went out on the current connection. */
@@ -130,8 +133,10 @@ void ng_db_copy_message(char *dst, size_t cap, const char *src, const char *dflt
 /* The cache entry to execute sql by name, or -1 to send it unnamed. *fresh: the Parse must go
  * out first (the entry is pending until ng_db_prep_result). */
 int ng_db_prep_find(struct ng_db_conn *c, const char *sql, int *fresh);
-void ng_db_prep_name(int entry, char *buf, size_t len);
+void ng_db_prep_name(const struct ng_db_conn *c, int entry, char *buf, size_t len);
 void ng_db_prep_result(struct ng_db_conn *c, int entry, const PGresult *r);
+/* An execution by name failed: forget the entry if the statement itself went bad. */
+void ng_db_prep_check(struct ng_db_conn *c, int entry, const PGresult *r);
 void ng_db_prep_reset(struct ng_db_conn *c);
 
 /* db_conn.c */

@@ -136,6 +136,9 @@ int ng_db_conn_read(struct ng_db_conn *c)
 					/* Only the last result of a query is kept. */
 					PQclear(old);
 					req->results[slot] = r;
+					if (w >= 0 && req->by_name[slot] &&
+					    PQresultStatus(r) == PGRES_FATAL_ERROR)
+						ng_db_prep_check(c, req->by_name[slot] - 1, r);
 				}
 			} else {
 				/* libpq's own "connection lost" result, after the query's NULL. */

@@ -9,7 +9,8 @@
  * confirmed that Parse, later requests send the same text unnamed (the Parse may still fail, or be
  * skipped because an earlier statement of its request failed); once confirmed, every execution
  * uses the name. A Parse that did not succeed forgets the entry, so it is tried again later. The
- * cache belongs to the session: it is emptied whenever the connection is torn down. Only plain
+ * cache belongs to the session: it is emptied whenever the connection is torn down. A statement
+ * that DDL changed under it (0A000) is forgotten and prepared again under a new name. Only plain
  * DML and queries are prepared; transaction control, SET and LISTEN go unnamed as before. When the
  * cache is full (workflows' own ctx.query texts count too), further statements go unnamed.
  */
@@ -42,9 +43,9 @@ static int preparable(const char *sql)
 	return 0;
 }
 
-void ng_db_prep_name(int entry, char *buf, size_t len)
+void ng_db_prep_name(const struct ng_db_conn *c, int entry, char *buf, size_t len)
 {
-	snprintf(buf, len, "ng_s%d", entry);
+	snprintf(buf, len, "ng_s%u", c->prep[entry].id);
 }
 
 int ng_db_prep_find(struct ng_db_conn *c, const char *sql, int *fresh)
@@ -69,6 +70,7 @@ int ng_db_prep_find(struct ng_db_conn *c, const char *sql, int *fresh)
 	c->prep[free_slot].sql = ng_xstrdup(sql);
 	c->prep[free_slot].hash = h;
 	c->prep[free_slot].ready = 0;
+	c->prep[free_slot].id = ++c->prep_seq;
 	*fresh = 1;
 	return free_slot;
 }
@@ -85,6 +87,21 @@ void ng_db_prep_result(struct ng_db_conn *c, int entry, const PGresult *r)
 	p->ready = 0;
 }
 
+/*
+ * After DDL changed what a prepared query returns, PostgreSQL refuses every later execution of it
+ * with "cached plan must not change result type" (0A000). Such an entry is forgotten: the next
+ * use prepares the text again under a new name.
+ */
+void ng_db_prep_check(struct ng_db_conn *c, int entry, const PGresult *r)
+{
+	const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	if (st && strcmp(st, "0A000") == 0 && c->prep[entry].sql) {
+		free(c->prep[entry].sql);
+		c->prep[entry].sql = NULL;
+		c->prep[entry].ready = 0;
+	}
+}
+
 void ng_db_prep_reset(struct ng_db_conn *c)
 {
 	for (int i = 0; i < NG_DB_PREP_MAX; i++) {
@@ -92,4 +109,5 @@ void ng_db_prep_reset(struct ng_db_conn *c)
 		c->prep[i].sql = NULL;
 		c->prep[i].ready = 0;
 	}
+	c->prep_seq = 0;
 }

@@ -21,6 +21,7 @@ struct ng_db_req *ng_db_req_new(enum ng_db_req_kind kind, const struct ng_db_stm
 	req->params = ng_xcalloc((size_t)nstmts, sizeof(char **));
 	req->results = ng_xcalloc((size_t)req->nqueries, sizeof(PGresult *));
 	req->wire = ng_xcalloc((size_t)req->nqueries * 2, sizeof(int));
+	req->by_name = ng_xcalloc((size_t)req->nqueries, sizeof(int));
 	for (int i = 0; i < nstmts; i++) {
 		req->sql[i] = ng_xstrdup(stmts[i].sql);
 		req->nparams[i] = stmts[i].nparams;
@@ -49,6 +50,7 @@ void ng_db_req_free(struct ng_db_req *req)
 	free(req->params);
 	free(req->results);
 	free(req->wire);
+	free(req->by_name);
 	free(req);
 }
 
@@ -66,12 +68,13 @@ static int send_stmt(struct ng_db_req *req, struct ng_db_conn *c, int slot, cons
 {
 	int fresh;
 	int e = ng_db_prep_find(c, sql, &fresh);
+	req->by_name[slot] = e + 1;
 	if (e < 0) {
 		req->wire[req->nwire++] = slot;
 		return send_one(c->pg, sql, nparams, params);
 	}
 	char name[16];
-	ng_db_prep_name(e, name, sizeof name);
+	ng_db_prep_name(c, e, name, sizeof name);
 	if (fresh) {
 		if (PQsendPrepare(c->pg, name, sql, nparams, NULL) != 1)
 			return -1;

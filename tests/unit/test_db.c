@@ -513,6 +513,54 @@ static void test_prepared_statements(void)
 	ASSERT_EQ_INT(s.closed, 1);
 }
 
+/* DDL under a prepared query: one execution fails (0A000), the next prepares it afresh. */
+struct ddl_state {
+	ng_db *db;
+	int step, closed;
+};
+
+static const char ddl_sql[] = "SELECT * FROM ng_dbtest_prep";
+
+static void on_ddl(const struct ng_db_result *r, void *arg)
+{
+	struct ddl_state *s = arg;
+	switch (s->step++) {
+	case 0: /* prepared, then run by name */
+	case 1:
+		ASSERT_EQ_INT(r->status, 0);
+		ASSERT_EQ_INT(PQnfields(r->res), 1);
+		if (s->step == 2)
+			ng_test_pg_exec("ALTER TABLE ng_dbtest_prep ADD COLUMN b int");
+		break;
+	case 2:
+		ASSERT_EQ_INT(r->status, NG_EDB);
+		ASSERT_EQ_STR(r->sqlstate, "0A000");
+		break;
+	case 3:
+		ASSERT_EQ_INT(r->status, 0);
+		ASSERT_EQ_INT(PQnfields(r->res), 2);
+		ASSERT_EQ_INT(ng_db_close(s->db, on_closed, &s->closed), 0);
+		return;
+	}
+	ASSERT_EQ_INT(ng_db_query(s->db, ddl_sql, 0, NULL, on_ddl, s), 0);
+}
+
+static void test_prepared_statement_after_ddl(void)
+{
+	ng_test_pg_exec("SET client_min_messages = warning; DROP TABLE IF EXISTS ng_dbtest_prep;"
+	                " CREATE TABLE ng_dbtest_prep (a int)");
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct ng_db_options o = {.pool_size = 1};
+	struct ddl_state s = {0};
+	s.db = open_db(&loop, &o, NULL);
+	ASSERT_EQ_INT(ng_db_query(s.db, ddl_sql, 0, NULL, on_ddl, &s), 0);
+	finish_loop(&loop);
+	ASSERT_EQ_INT(s.step, 4);
+	ASSERT_EQ_INT(s.closed, 1);
+	ng_test_pg_exec("DROP TABLE ng_dbtest_prep");
+}
+
 /* ---- a stream of queries through a disruption ---- */
 
 #define STREAM_MAX         20000
@@ -887,9 +935,10 @@ static void test_listen_notify(void)
 	ASSERT_EQ_INT(s.closed, 1);
 }
 
-NG_TESTS(NG_TEST(test_prepared_statements), NG_TEST(test_query_params_and_errors),
-         NG_TEST(test_open_then_close_at_once), NG_TEST(test_bad_conninfo),
-         NG_TEST(test_pipelined_inserts_10k), NG_TEST(test_statement_timeout),
-         NG_TEST(test_batch_atomic), NG_TEST(test_close_with_work_in_flight),
-         NG_TEST(test_queue_timeout_when_unreachable), NG_TEST(test_listen_notify),
-         NG_TEST(test_survives_terminate_backend), NG_TEST(test_survives_server_restart), )
+NG_TESTS(NG_TEST(test_prepared_statements), NG_TEST(test_prepared_statement_after_ddl),
+         NG_TEST(test_query_params_and_errors), NG_TEST(test_open_then_close_at_once),
+         NG_TEST(test_bad_conninfo), NG_TEST(test_pipelined_inserts_10k),
+         NG_TEST(test_statement_timeout), NG_TEST(test_batch_atomic),
+         NG_TEST(test_close_with_work_in_flight), NG_TEST(test_queue_timeout_when_unreachable),
+         NG_TEST(test_listen_notify), NG_TEST(test_survives_terminate_backend),
+         NG_TEST(test_survives_server_restart), )
