@@ -84,6 +84,16 @@ static const struct ng_conf_field paths_fields[] = {
 	END,
 };
 
+static const struct ng_conf_field workflows_fields[] = {
+	{"lease_ms", NG_CONF_INT, 0, "30000", NULL, 200, 3600000, NULL,
+	 "how long a node holds a claimed instance; a crashed node's work is taken over after this"},
+	{"batch", NG_CONF_INT, 0, "64", NULL, 1, 10000, NULL,
+	 "due instances (or inbox events) claimed at once"},
+	{"poll_ms", NG_CONF_INT, 0, "5000", NULL, 10, 600000, NULL,
+	 "look for other nodes' work at least this often (NOTIFY usually comes first)"},
+	END,
+};
+
 static const struct ng_conf_field senders_fields[] = {
 	{"threads", NG_CONF_INT, 0, "4", NULL, 1, 256, NULL,
 	 "threads for blocking channel libraries (libesmtp)"},
@@ -208,6 +218,8 @@ const struct ng_conf_field ng_conf_schema[] = {
 	{"senders", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, senders_fields, "the sender thread pool"},
 	{"intake", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, intake_fields,
 	 "event intake: /v1/events and the store webhooks"},
+	{"workflows", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, workflows_fields,
+	 "the workflow scheduler (docs/workflows.md)"},
 	{"channels", NG_CONF_LIST, 0, NULL, NULL, 0, 0, channel_fields,
 	 "channel plugin instances; several may share a plugin (two SMTP relays)"},
 	{"admin", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, admin_fields, "the admin HTTP API"},

@@ -206,11 +206,13 @@ static int start_wf(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *
 		.db = parts->db,
 		.clock = parts->clock,
 		.default_timezone = ng_conf_str(conf, "store.timezone"),
-		.listen = 1,
 		/* Leases are real time, also on a demo clock that runs faster. */
-		.lease_ms = (int64_t)(30000 * (ng_clock_speed(parts->clock) > 1
-						   ? ng_clock_speed(parts->clock)
-						   : 1)),
+		.lease_ms = (int)((double)ng_conf_int(conf, "workflows.lease_ms") *
+				      (ng_clock_speed(parts->clock) > 1 ? ng_clock_speed(parts->clock)
+									 : 1)),
+		.batch = (int)ng_conf_int(conf, "workflows.batch"),
+		.poll_ms = (int)ng_conf_int(conf, "workflows.poll_ms"),
+		.listen = 1,
 	};
 	struct ng_wf_part *w = ng_xcalloc(1, sizeof *w);
 	w->dir = found;
