@@ -6,5 +6,8 @@ pkg-config --exists libuv libpq lua5.4 libcurl jansson openssl libesmtp-1.0 || e
 [ -f /usr/include/http_parser.h ] || exit 1
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || exit 1
 command -v valgrind >/dev/null 2>&1 || exit 1
+command -v clang >/dev/null 2>&1 || exit 1
+command -v wrk >/dev/null 2>&1 || exit 1
 command -v curl >/dev/null 2>&1 || exit 1
+[ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/smtp-source ] || exit 1
 exit 0

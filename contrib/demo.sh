@@ -1,6 +1,10 @@
 #!/bin/sh
-# contrib/demo.sh — what `make demo` runs: a private PostgreSQL under .work/demo, `nudge migrate`,
-# `nudge serve` with contrib/nudge.conf.lua on a free loopback port, then it shows the daemon at work.
+# contrib/demo.sh — what `make demo` runs: a private PostgreSQL under .work/demo, `nudge migrate`, a
+# local SMTP sink (postfix's smtp-sink, which writes each message it receives to a file), then
+# `nudge serve` with contrib/demo/nudge.conf.lua: the shipped workflows, the smtp plugin pointed at
+# the sink, and a clock running 3600 times faster (clock.speed), so an hour of workflow time takes a
+# second. A shopper abandons a checkout; a second later the abandoned-cart email arrives at the sink
+# and is shown, with the message's history; then the demo follows the email's unsubscribe link.
 # On a terminal it keeps running until Ctrl-C; otherwise it stops by itself once it has shown all.
 set -eu
 cd "$(dirname "$0")/.."
@@ -11,57 +15,149 @@ mkdir -p "$work"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 pid=""
+sinkpid=""
 stop_all() {
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 		say "stopping nudge (SIGTERM: it drains and exits)"
 		kill -TERM "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null && echo "nudge exited with status 0" || echo "nudge exited with status $?"
 	fi
+	if [ -n "$sinkpid" ]; then
+		kill "$sinkpid" 2>/dev/null || true
+	fi
 	tests/pg.sh stop "$work/pg" >/dev/null 2>&1 || true
 }
 trap stop_all EXIT
 trap 'exit 0' INT TERM
 
-say "starting a private PostgreSQL in $work/pg"
+# A random high port; the daemon or the sink refuses it if taken.
+randport() { echo $(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 )); }
+
+say "starting a private PostgreSQL in $work/pg (fresh each run)"
+tests/pg.sh stop "$work/pg" >/dev/null 2>&1 || true
+rm -rf "$work/pg"
 conninfo=$(tests/pg.sh start "$work/pg")
 echo "$conninfo"
 export NUDGE_DATABASE="$conninfo"
-# Until the smtp plugin is configured, email goes to this file (the file plugin).
-export NUDGE_OUTBOX="$work/outbox.txt"
+sql() { psql "$NUDGE_DATABASE" -v ON_ERROR_STOP=1 -qAt "$@"; }
 
 say "nudge migrate"
-build/nudge migrate --config contrib/nudge.conf.lua
+build/nudge migrate --conninfo "$NUDGE_DATABASE"
 
-# A free port: ask the kernel by binding port 0 with the daemon's own listener is not possible
-# before it starts, so pick a random high port and let the daemon refuse it if taken.
-port=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 ))
-export NUDGE_LISTEN="127.0.0.1:$port"
+say "starting smtp-sink (postfix) — it writes every message it receives to $work/sink/"
+rm -rf "$work/sink"
+mkdir -p "$work/sink"
+chmod 777 "$work/sink" # smtp-sink drops privileges to nobody when run as root
+export NUDGE_SMTP_PORT=$(randport)
+if [ "$(id -u)" -eq 0 ]; then sinkuser="-u nobody"; else sinkuser=""; fi
+# shellcheck disable=SC2086
+/usr/sbin/smtp-sink $sinkuser -d "$work/sink/%H%M%S." "127.0.0.1:$NUDGE_SMTP_PORT" 16 &
+sinkpid=$!
+echo "smtp-sink listening on 127.0.0.1:$NUDGE_SMTP_PORT"
 
-say "nudge config check contrib/nudge.conf.lua"
-build/nudge config check contrib/nudge.conf.lua
+export NUDGE_LISTEN="127.0.0.1:$(randport)"
+export NUDGE_BASE_URL="http://$NUDGE_LISTEN"
+conf="$work/nudge.conf.lua"
+sed "s/port = 2525,/port = $NUDGE_SMTP_PORT,/" contrib/demo/nudge.conf.lua >"$conf"
 
-say "nudge serve --config contrib/nudge.conf.lua (listening on $NUDGE_LISTEN)"
-build/nudge serve --config contrib/nudge.conf.lua 2>"$work/nudge.log" &
+say "nudge config check $conf"
+build/nudge config check "$conf"
+
+say "nudge send-test: one message through the smtp plugin, now"
+build/nudge send-test --config "$conf" --channel email --template hello --to test@example.org \
+	--data '{"subject": "nudge demo: the relay works", "text": "Sent by nudge send-test.\n"}' 2>/dev/null
+
+say "nudge serve --config $conf (listening on $NUDGE_LISTEN, clock.speed = 3600)"
+build/nudge serve --config "$conf" 2>"$work/nudge.log" &
 pid=$!
 for _ in $(seq 1 100); do
 	curl -fsS "http://$NUDGE_LISTEN/healthz" >/dev/null 2>&1 && break
 	kill -0 "$pid" 2>/dev/null || { cat "$work/nudge.log"; exit 1; }
 	sleep 0.1
 done
-
-say "GET /healthz"
 curl -sS "http://$NUDGE_LISTEN/healthz"
 echo
+for _ in $(seq 1 50); do
+	[ "$(sql -c "SELECT count(*) FROM workflows WHERE name = 'abandoned_cart'")" = 1 ] && break
+	sleep 0.1
+done
 
-say "nudge workflows list (deployed by the daemon at start)"
-build/nudge workflows list --config contrib/nudge.conf.lua 2>/dev/null || true
+say "a shopper starts a checkout (Shopify fixture checkouts_create.json)"
+fixture="$top/../shared/fixtures/shopify/checkouts_create.json"
+[ -f "$fixture" ] || fixture=/work/shared/fixtures/shopify/checkouts_create.json
+# TODO(intake): once POST /v1/webhooks/shopify lands, post the fixture there (signed with the shop's
+# secret) instead: the route maps it with contrib/mappers/shopify.lua and commits the event. Until
+# then the demo inserts the same customer and the checkout.started event with the normalised fields
+# the mapper produces from this fixture (docs/events.md), straight into the database.
+cid=$(sql -v fixture="$(cat "$fixture")" <<'EOF'
+WITH f AS (SELECT :'fixture'::jsonb AS p),
+c AS (INSERT INTO customers (email, first_name, last_name, timezone)
+      SELECT p->>'email', coalesce(p#>>'{customer,first_name}', p#>>'{billing_address,first_name}'),
+             coalesce(p#>>'{customer,last_name}', p#>>'{billing_address,last_name}'), 'Europe/Berlin'
+        FROM f RETURNING id),
+i AS (INSERT INTO customer_identities (source, external_id, customer_id)
+      SELECT 'shopify:demo-store', f.p#>>'{customer,id}', c.id FROM f, c),
+-- The fixture's buyer did not tick "accept marketing"; the demo records that they signed up.
+k AS (INSERT INTO consents (customer_id, channel, purpose, status, source, evidence)
+      SELECT id, 'email', 'marketing', 'granted', 'demo', '{"form": "newsletter signup (demo)"}' FROM c)
+SELECT id FROM c;
+EOF
+)
+sql -v fixture="$(cat "$fixture")" -v cid="$cid" <<'EOF'
+WITH f AS (SELECT :'fixture'::jsonb AS p)
+INSERT INTO events (customer_id, source, dedupe_key, type, data, occurred_at)
+SELECT :cid, 'shopify:demo-store', 'checkouts/create:' || (p->>'token'), 'checkout.started',
+       jsonb_strip_nulls(jsonb_build_object(
+         'token', p->>'token', 'cart_token', p->>'cart_token', 'checkout_id', p->>'id',
+         'name', p->>'name', 'currency', p->>'currency',
+         'presentment_currency', p->>'presentment_currency',
+         'subtotal_price', p->>'subtotal_price', 'total_price', p->>'total_price',
+         'total_tax', p->>'total_tax', 'total_discounts', p->>'total_discounts',
+         'line_items', (SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+             'title', li->>'title', 'variant_title', li->>'variant_title',
+             'quantity', li->'quantity', 'price', li->>'price', 'line_price', li->>'line_price',
+             'sku', li->>'sku', 'product_id', li->>'product_id', 'variant_id', li->>'variant_id')))
+           FROM jsonb_array_elements(p->'line_items') li),
+         'discount_codes', (SELECT coalesce(jsonb_agg(d->>'code'), '[]')
+           FROM jsonb_array_elements(p->'discount_codes') d),
+         'recovery_url', p->>'abandoned_checkout_url')),
+       now()
+  FROM f;
+EOF
+echo "customer $cid: $(sql -c "SELECT email FROM customers WHERE id = $cid"), checkout.started" \
+	"for $(sql -c "SELECT data->>'total_price' || ' ' || (data->>'currency') FROM events WHERE customer_id = $cid")"
 
-say "nudge simulate abandoned_cart: a shopper leaves a checkout (virtual clock, nothing is sent)"
-echo "customer: $(tr -d '\n' <contrib/demo/customer.json)"
-build/nudge simulate abandoned_cart --customer contrib/demo/customer.json \
-	--events contrib/demo/events.json --for 2d --conninfo "$NUDGE_DATABASE" 2>/dev/null
+say "waiting for the abandoned-cart email (one hour of workflow time: about a second)"
+t0=$(date +%s)
+found=""
+for _ in $(seq 1 300); do
+	found=$(grep -l "nudge-$cid-" "$work/sink/"* 2>/dev/null | head -n 1 || true)
+	[ -n "$found" ] && break
+	sleep 0.1
+done
+if [ -z "$found" ]; then
+	echo "no email arrived; the daemon's log:"
+	cat "$work/nudge.log"
+	exit 1
+fi
+echo "arrived after $(( $(date +%s) - t0 )) s real time; as received by smtp-sink ($found):"
+echo
+cat "$found"
 
-say "the daemon's log so far"
+say "the message's history (message_events, message_attempts)"
+sql -F ' | ' -c "SELECT to_char(at, 'HH24:MI:SS.MS'), attempt, coalesce(previous, '-') || ' -> ' || status,
+	coalesce(detail, '') FROM message_events WHERE customer_id = $cid ORDER BY id"
+sql -F ' | ' -c "SELECT 'attempt ' || attempt, outcome, provider_id FROM message_attempts WHERE customer_id = $cid"
+
+say "following the email's unsubscribe link"
+url=$(sed -n 's/^List-Unsubscribe: <\(http[^>]*\)>.*/\1/p' "$found" | head -n 1)
+echo "GET $url"
+curl -sS "$url" | sed -n 's:.*<h1>\(.*\)</h1><p>\(.*\)</p>.*:  \1 — \2:p'
+echo "POST $url (RFC 8058 one-click)"
+curl -sS -o /dev/null -w '  HTTP %{http_code}\n' -d 'List-Unsubscribe=One-Click' "$url"
+sql -F ' | ' -c "SELECT channel, purpose, status, source FROM consent_current WHERE customer_id = $cid"
+
+say "the daemon's log"
 cat "$work/nudge.log"
 
 if [ -t 0 ]; then

@@ -19,6 +19,9 @@ postgresql
 postgresql-contrib
 curl
 valgrind
+clang
+wrk
+postfix
 "
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -30,6 +33,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# postfix is here for its smtp-sink and smtp-source tools (demo and benchmark); leave the mail
+# system itself unconfigured.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
 apt-get update -q
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $PACKAGES "$@"

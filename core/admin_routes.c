@@ -9,7 +9,9 @@
 #include "clock.h"
 #include "daemon.h"
 #include "db.h"
+#include "httpc.h"
 #include "httpd.h"
+#include "intake.h"
 #include "metrics.h"
 #include "ng.h"
 #include "senders.h"
@@ -48,6 +50,31 @@ static void healthz(struct ng_httpd_req *req, void *arg)
 	json_decref(o);
 	ng_httpd_respond(req, ok ? 200 : 503, "application/json", body, strlen(body));
 	free(body);
+}
+
+/* The shared HTTP client's counters (core/httpc.c). */
+static void refresh_httpc(struct ng_admin *a)
+{
+	struct ng_httpc_stats st;
+	ng_httpc_stats(a->httpc, &st);
+	struct ng_metrics *m = a->metrics;
+	const char *name = "nudge_http_client_requests_total";
+	ng_metric_set(ng_metrics_register(m, name,
+					  "Outgoing HTTP requests completed, by outcome (a response "
+					  "of any status, or an error).",
+					  NG_METRIC_GAUGE, "outcome", NULL, 0),
+		      (const char *[]){"response"}, (double)st.responses);
+	ng_metric_set(ng_metrics_register(m, name, "", NG_METRIC_GAUGE, "outcome", NULL, 0),
+		      (const char *[]){"timeout"}, (double)st.timeouts);
+	ng_metric_set(ng_metrics_register(m, name, "", NG_METRIC_GAUGE, "outcome", NULL, 0),
+		      (const char *[]){"cancelled"}, (double)st.cancelled);
+	ng_metric_set(ng_metrics_register(m, name, "", NG_METRIC_GAUGE, "outcome", NULL, 0),
+		      (const char *[]){"error"},
+		      (double)(st.errors - st.timeouts - st.cancelled));
+	ng_metric_set(ng_metrics_register(m, "nudge_http_client_in_flight",
+					  "Outgoing HTTP requests in flight.", NG_METRIC_GAUGE,
+					  NULL, NULL, 0),
+		      NULL, (double)st.in_flight);
 }
 
 /* Gauges that mirror component state are refreshed at scrape time. */
@@ -89,6 +116,10 @@ static void refresh(struct ng_admin *a)
 	ng_metric_set(ng_metrics_register(m, "nudge_loop_lag_seconds", "", NG_METRIC_GAUGE, "window",
 					  NULL, 0),
 		      (const char *[]){"max"}, (double)lag.max_ms / 1000.0);
+	if (a->httpc)
+		refresh_httpc(a);
+	if (a->intake)
+		ng_intake_metrics(a->intake);
 }
 
 static void metrics(struct ng_httpd_req *req, void *arg)

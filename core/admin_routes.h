@@ -16,6 +16,8 @@ struct ng_admin {
 	struct ng_senders *senders;
 	struct ng_metrics *metrics;
 	int64_t started_ms;
+	struct ng_httpc *httpc; /* NULL: no HTTP client metrics */
+	struct ng_intake *intake; /* NULL when there is none */
 };
 
 void ng_admin_routes(struct ng_admin *a, struct ng_httpd *srv);

@@ -25,6 +25,10 @@ int ng_cmd_simulate(int argc, char **argv);
 int ng_cmd_customer(int argc, char **argv);
 int ng_cmd_why(int argc, char **argv);
 int ng_cmd_trace(int argc, char **argv);
+int ng_cmd_render(int argc, char **argv);
+int ng_cmd_check(int argc, char **argv);
+int ng_cmd_events(int argc, char **argv);
+int ng_cmd_send_test(int argc, char **argv);
 
 /* The database for a command: conninfo if given, else database.conninfo of the config file
  * (default ./nudge.conf.lua). NULL (after printing why) when neither works. Free it. */

@@ -1,6 +1,7 @@
 /*
  * clock.c — real and virtual clocks with one timer mechanism: a due-ordered list of ng_clock_timer.
- * A real clock arms one uv_timer for the earliest entry; a virtual clock fires entries as
+ * A real clock arms one uv_timer for the earliest entry (a scaled real clock, for demos, runs
+ * `speed` times faster from the moment it starts); a virtual clock fires entries as
  * ng_clock_advance moves time. The list is short in practice (the scheduler keeps one timer for the
  * next due instance, not one per instance), so a sorted list beats a heap on simplicity.
  */
@@ -17,6 +18,8 @@ struct ng_clock {
 	uv_loop_t *loop;
 	int virtual_;
 	int64_t virtual_now;
+	double speed;      /* real clocks: workflow ms per real ms (1, or more for demos) */
+	int64_t origin_ms; /* real clocks: when the clock started, on both time lines */
 	uv_timer_t timer; /* real: the next due entry; virtual: a zero-delay kick for past-due starts */
 	struct ng_clock_timer *head;
 	void (*closed)(void *arg);
@@ -31,7 +34,15 @@ int64_t ng_clock_now_ms(const struct ng_clock *c)
 		return c->virtual_now;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	int64_t real = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (c->speed == 1.0)
+		return real;
+	return c->origin_ms + (int64_t)((double)(real - c->origin_ms) * c->speed);
+}
+
+double ng_clock_speed(const struct ng_clock *c)
+{
+	return c->virtual_ ? 0 : c->speed;
 }
 
 int ng_clock_is_virtual(const struct ng_clock *c)
@@ -88,6 +99,8 @@ static void arm(struct ng_clock *c)
 		}
 		delay = 0;
 	}
+	if (delay > 0 && c->speed != 1.0)
+		delay = (int64_t)((double)delay / c->speed) + 1;
 	uv_timer_start(&c->timer, on_uv_timer, delay > 0 ? (uint64_t)delay : 0, 0);
 }
 
@@ -97,6 +110,7 @@ static struct ng_clock *clock_new(uv_loop_t *loop, int virtual_, int64_t start)
 	c->loop = loop;
 	c->virtual_ = virtual_;
 	c->virtual_now = start;
+	c->speed = 1.0;
 	uv_timer_init(loop, &c->timer);
 	c->timer.data = c;
 	return c;
@@ -105,6 +119,16 @@ static struct ng_clock *clock_new(uv_loop_t *loop, int virtual_, int64_t start)
 struct ng_clock *ng_clock_real(uv_loop_t *loop)
 {
 	return clock_new(loop, 0, 0);
+}
+
+struct ng_clock *ng_clock_scaled(uv_loop_t *loop, double speed)
+{
+	struct ng_clock *c = clock_new(loop, 0, 0);
+	if (speed > 0 && speed != 1.0) {
+		c->origin_ms = ng_clock_now_ms(c);
+		c->speed = speed;
+	}
+	return c;
 }
 
 struct ng_clock *ng_clock_virtual(uv_loop_t *loop, int64_t start_ms)

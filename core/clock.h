@@ -23,6 +23,13 @@ struct ng_clock_timer {
 
 /* A real clock: system time, timers on loop. */
 struct ng_clock *ng_clock_real(uv_loop_t *loop);
+/*
+ * A real clock that runs `speed` times faster than the system clock from now on (3600: one real
+ * second is an hour). For demos and tests only (`clock.speed`); speed 1 is ng_clock_real.
+ */
+struct ng_clock *ng_clock_scaled(uv_loop_t *loop, double speed);
+/* How many clock ms pass per real ms: 1 for a real clock, 0 for a virtual one. */
+double ng_clock_speed(const struct ng_clock *c);
 /* A virtual clock that starts at start_ms (milliseconds since the Unix epoch). */
 struct ng_clock *ng_clock_virtual(uv_loop_t *loop, int64_t start_ms);
 int ng_clock_is_virtual(const struct ng_clock *c);

@@ -43,6 +43,18 @@ static const struct ng_conf_field http_fields[] = {
 	END,
 };
 
+static const struct ng_conf_field http_client_fields[] = {
+	{"timeout_ms", NG_CONF_INT, 0, "30000", NULL, 100, 600000, NULL,
+	 "an outgoing request (Twilio, Messenger…) that takes longer fails, unless the plugin sets its own"},
+	{"connect_timeout_ms", NG_CONF_INT, 0, "10000", NULL, 100, 600000, NULL,
+	 "connecting to a provider (TCP and TLS) takes at most this long"},
+	{"max_response_bytes", NG_CONF_INT, 0, "1048576", NULL, 1024, 1073741824, NULL,
+	 "a larger response body fails the request"},
+	{"max_connections", NG_CONF_INT, 0, "64", NULL, 1, 100000, NULL,
+	 "outgoing connections open at once, kept alive for reuse"},
+	END,
+};
+
 static const struct ng_conf_field log_fields[] = {
 	{"level", NG_CONF_STRING, 0, "info", "debug|info|warn|error", 0, 0, NULL,
 	 "least severe level written"},
@@ -69,6 +81,16 @@ static const struct ng_conf_field paths_fields[] = {
 	 "directory of message templates (default: the shipped templates/)"},
 	{"plugins", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
 	 "directory of channel plugins, *.so (default: the built or installed plugins)"},
+	END,
+};
+
+static const struct ng_conf_field workflows_fields[] = {
+	{"lease_ms", NG_CONF_INT, 0, "30000", NULL, 200, 3600000, NULL,
+	 "how long a node holds a claimed instance; a crashed node's work is taken over after this"},
+	{"batch", NG_CONF_INT, 0, "64", NULL, 1, 10000, NULL,
+	 "due instances (or inbox events) claimed at once"},
+	{"poll_ms", NG_CONF_INT, 0, "5000", NULL, 10, 600000, NULL,
+	 "look for other nodes' work at least this often (NOTIFY usually comes first)"},
 	END,
 };
 
@@ -103,21 +125,110 @@ static const struct ng_conf_field channel_fields[] = {
 	 "the channel it serves: email, sms, messenger (default: the plugin's first)"},
 	{"config", NG_CONF_ANY, 0, NULL, NULL, 0, 0, NULL,
 	 "the plugin's own keys, checked against what it declares (docs/plugins.md)"},
+	{"concurrency", NG_CONF_INT, 0, "16", NULL, 1, 10000, NULL,
+	 "messages this instance may have in flight (sent, result not yet recorded)"},
+	{"rate", NG_CONF_NUMBER, 0, "0", NULL, 0, 0, NULL,
+	 "messages per second through this instance (0: no limit); provider back-pressure slows it"},
+	{"burst", NG_CONF_NUMBER, 0, "0", NULL, 0, 0, NULL,
+	 "token-bucket depth for rate (0: one second's worth)"},
+	END,
+};
+
+static const struct ng_conf_field dispatch_fields[] = {
+	{"batch", NG_CONF_INT, 0, "64", NULL, 1, 10000, NULL,
+	 "most messages one claim takes for one channel instance"},
+	{"lease_ms", NG_CONF_INT, 0, "120000", NULL, 100, 86400000, NULL,
+	 "a claimed message not finished in this time is taken over by another dispatcher"},
+	{"poll_ms", NG_CONF_INT, 0, "5000", NULL, 10, 3600000, NULL,
+	 "look for due messages at least this often (besides NOTIFY wake-ups)"},
+	{"retry_base_ms", NG_CONF_INT, 0, "60000", NULL, 1, 86400000, NULL,
+	 "first retry delay; doubled per attempt, with jitter"},
+	{"retry_max_ms", NG_CONF_INT, 0, "21600000", NULL, 1, 604800000, NULL,
+	 "cap of the retry delay"},
+	{"max_attempts", NG_CONF_INT, 0, "10", NULL, 1, 1000, NULL,
+	 "a message still failing temporarily after this many attempts fails"},
+	END,
+};
+
+static const struct ng_conf_field unsubscribe_fields[] = {
+	{"secret", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "HMAC key signing unsubscribe links; use env() or file(). Unset: a random key per start (links break on restart)"},
+	END,
+};
+
+static const struct ng_conf_field clock_fields[] = {
+	{"speed", NG_CONF_NUMBER, 0, "1", NULL, 0, 0, NULL,
+	 "FOR DEMOS AND TESTS ONLY: workflow time runs this many times faster than real time (3600: a second is an hour)"},
+	END,
+};
+
+static const struct ng_conf_field api_key_fields[] = {
+	{"name", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL, "who uses the key, for the log"},
+	{"key", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL,
+	 "the key: sent as Authorization: Bearer KEY, or used to sign X-Nudge-Signature; use env() or file()"},
+	END,
+};
+
+static const struct ng_conf_field shop_fields[] = {
+	{"shop", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "the shop's domain as Shopify sends it in X-Shopify-Shop-Domain (my-shop.myshopify.com); unset: any shop"},
+	{"secret", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL,
+	 "the app's client secret that signs the webhooks (X-Shopify-Hmac-Sha256); two entries for one shop while rotating"},
+	END,
+};
+
+static const struct ng_conf_field woo_fields[] = {
+	{"site", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "the store's URL as sent in X-WC-Webhook-Source (https://shop.example/); unset: any site"},
+	{"secret", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL,
+	 "the webhook's secret (X-WC-Webhook-Signature)"},
+	END,
+};
+
+static const struct ng_conf_field intake_fields[] = {
+	{"mappers", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "directory of the payload mappers shopify.lua, woocommerce.lua, api.lua (default: the shipped contrib/mappers)"},
+	{"default_country_code", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "country calling code for phone numbers written without one (\"1\", \"49\"); unset: such numbers are dropped"},
+	{"api_keys", NG_CONF_LIST, 0, NULL, NULL, 0, 0, api_key_fields,
+	 "keys that may POST /v1/events"},
+	{"shopify", NG_CONF_LIST, 0, NULL, NULL, 0, 0, shop_fields,
+	 "Shopify shops whose webhooks POST /v1/webhooks/shopify accepts"},
+	{"woocommerce", NG_CONF_LIST, 0, NULL, NULL, 0, 0, woo_fields,
+	 "WooCommerce webhooks that POST /v1/webhooks/woocommerce accepts"},
+	{"commit_timeout_ms", NG_CONF_INT, 0, "4000", NULL, 100, 600000, NULL,
+	 "answer 503 when events are not committed within this time (Shopify gives up after 5 s)"},
+	{"retry_after_s", NG_CONF_INT, 0, "5", NULL, 1, 3600, NULL,
+	 "the Retry-After of a 503 answer"},
+	{"max_batch", NG_CONF_INT, 0, "256", NULL, 1, 10000, NULL,
+	 "events in one group commit"},
+	{"max_inflight", NG_CONF_INT, 0, "0", NULL, 0, 256, NULL,
+	 "group commits at the database at once (0: database.pool_size)"},
 	END,
 };
 
 const struct ng_conf_field ng_conf_schema[] = {
 	{"database", NG_CONF_TABLE, 1, NULL, NULL, 0, 0, database_fields, "PostgreSQL"},
 	{"http", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, http_fields, "the HTTP listener"},
+	{"http_client", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, http_client_fields,
+	 "the shared HTTP client channel plugins send with"},
 	{"log", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, log_fields, "logging to stderr"},
 	{"store", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, store_fields, "the store nudge works for"},
 	{"paths", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, paths_fields, "where files are"},
 	{"senders", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, senders_fields, "the sender thread pool"},
+	{"intake", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, intake_fields,
+	 "event intake: /v1/events and the store webhooks"},
+	{"workflows", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, workflows_fields,
+	 "the workflow scheduler (docs/workflows.md)"},
 	{"channels", NG_CONF_LIST, 0, NULL, NULL, 0, 0, channel_fields,
 	 "channel plugin instances; several may share a plugin (two SMTP relays)"},
 	{"admin", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, admin_fields, "the admin HTTP API"},
 	{"retention", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, retention_fields,
 	 "how long events and messages are kept"},
+	{"dispatch", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, dispatch_fields, "the message dispatcher"},
+	{"unsubscribe", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, unsubscribe_fields,
+	 "unsubscribe links"},
+	{"clock", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, clock_fields, "the daemon's clock"},
 	{"shutdown_timeout_ms", NG_CONF_INT, 0, "10000", NULL, 100, 600000, NULL,
 	 "on SIGTERM, in-flight work gets this long to finish"},
 	END,

@@ -3,12 +3,17 @@
  */
 #include "daemon_parts.h"
 #include "admin_routes.h"
+#include "httpc.h"
 #include "httpd.h"
+#include "intake.h"
 #include "metrics.h"
 #include "clock.h"
 #include "config.h"
 #include "daemon.h"
 #include "db.h"
+#include "dispatch.h"
+#include "msgtmpl.h"
+#include "unsubscribe.h"
 #include "ng.h"
 #include "migrate.h"
 #include "paths.h"
@@ -22,6 +27,7 @@
 #include <string.h>
 
 #include <errno.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 
 static void close_clock(void *self, void (*done)(void *arg), void *arg)
@@ -200,6 +206,12 @@ static int start_wf(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *
 		.db = parts->db,
 		.clock = parts->clock,
 		.default_timezone = ng_conf_str(conf, "store.timezone"),
+		/* Leases are real time, also on a demo clock that runs faster. */
+		.lease_ms = (int)((double)ng_conf_int(conf, "workflows.lease_ms") *
+				      (ng_clock_speed(parts->clock) > 1 ? ng_clock_speed(parts->clock)
+									 : 1)),
+		.batch = (int)ng_conf_int(conf, "workflows.batch"),
+		.poll_ms = (int)ng_conf_int(conf, "workflows.poll_ms"),
 		.listen = 1,
 	};
 	struct ng_wf_part *w = ng_xcalloc(1, sizeof *w);
@@ -217,6 +229,140 @@ static int start_wf(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *
 	ng_daemon_add(d, "workflows", w, close_wf, reload_wf);
 	wf_deploy(w);
 	return 0;
+}
+
+static void close_intake(void *self, void (*done)(void *arg), void *arg)
+{
+	ng_intake_close(self, done, arg);
+}
+
+static const char *child_str(const struct ng_conf_node *n, const char *key)
+{
+	for (const struct ng_conf_node *c = n->child; c; c = c->next)
+		if (strcmp(c->key, key) == 0)
+			return c->str;
+	return NULL;
+}
+
+/* A list of {match_key, secret} tables from the configuration. */
+static struct ng_intake_secret *secrets_of(const struct ng_conf *conf, const char *path,
+					   const char *match_key, size_t *n)
+{
+	const struct ng_conf_node *list = ng_conf_get(conf, path);
+	size_t k = 0;
+	for (const struct ng_conf_node *c = list ? list->child : NULL; c; c = c->next)
+		k++;
+	struct ng_intake_secret *out = ng_xcalloc(k ? k : 1, sizeof *out);
+	k = 0;
+	for (const struct ng_conf_node *c = list ? list->child : NULL; c; c = c->next, k++) {
+		out[k].match = child_str(c, match_key);
+		out[k].secret = child_str(c, "secret");
+	}
+	*n = k;
+	return out;
+}
+
+/* The API keys and webhook secrets of the configuration, borrowed from it. */
+struct intake_keys {
+	const char **api;
+	struct ng_intake_secret *shops, *woo;
+};
+
+static void intake_keys_get(const struct ng_conf *conf, struct intake_keys *k,
+			    struct ng_intake_config *ic)
+{
+	const struct ng_conf_node *keys = ng_conf_get(conf, "intake.api_keys");
+	size_t n = 0;
+	for (const struct ng_conf_node *c = keys ? keys->child : NULL; c; c = c->next)
+		n++;
+	k->api = ng_xcalloc(n ? n : 1, sizeof *k->api);
+	n = 0;
+	for (const struct ng_conf_node *c = keys ? keys->child : NULL; c; c = c->next)
+		k->api[n++] = child_str(c, "key");
+	ic->api_keys = k->api;
+	ic->napi_keys = n;
+	k->shops = secrets_of(conf, "intake.shopify", "shop", &ic->nshopify);
+	k->woo = secrets_of(conf, "intake.woocommerce", "site", &ic->nwoocommerce);
+	ic->shopify = k->shops;
+	ic->woocommerce = k->woo;
+}
+
+static void intake_keys_free(struct intake_keys *k)
+{
+	free(k->api);
+	free(k->shops);
+	free(k->woo);
+}
+
+/* SIGHUP: rotated secrets and new API keys take effect at once. */
+static void reload_intake(void *self, const struct ng_conf *conf)
+{
+	struct intake_keys k;
+	struct ng_intake_config ic = {0};
+	intake_keys_get(conf, &k, &ic);
+	ng_intake_reload_secrets(self, &ic);
+	intake_keys_free(&k);
+	ng_info("intake", "API keys and webhook secrets reloaded");
+}
+
+/*
+ * Event intake: the mappers, the secrets and the group committer. It starts before the HTTP
+ * listener, so it closes after it: the listener's drain lets requests waiting for a commit answer.
+ */
+static int start_intake(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
+			struct ng_daemon_parts *parts, char *err, size_t errlen)
+{
+	const char *dir = ng_conf_str(conf, "intake.mappers");
+	char *found = dir ? ng_xstrdup(dir) : ng_paths_shipped("mappers");
+	if (!found)
+		found = ng_paths_shipped("contrib/mappers");
+	if (!found) {
+		snprintf(err, errlen, "no mappers directory: set key 'intake.mappers'");
+		return -ENOENT;
+	}
+	struct intake_keys k;
+	struct ng_intake_config ic = {
+		.mappers_dir = found,
+		.default_country_code = ng_conf_str(conf, "intake.default_country_code"),
+		.base_url = ng_conf_str(conf, "store.base_url"),
+		.retry_after_s = (int)ng_conf_int(conf, "intake.retry_after_s"),
+		.commit_timeout_ms = (uint64_t)ng_conf_int(conf, "intake.commit_timeout_ms"),
+		.max_batch = (int)ng_conf_int(conf, "intake.max_batch"),
+		.max_inflight = (int)ng_conf_int(conf, "intake.max_inflight"),
+	};
+	if (ic.max_inflight == 0)
+		ic.max_inflight = (int)ng_conf_int(conf, "database.pool_size");
+	intake_keys_get(conf, &k, &ic);
+	char why[1024];
+	int rc = ng_intake_open(&parts->intake, loop, parts->db, parts->metrics, parts->plugins,
+				&ic, why, sizeof why);
+	intake_keys_free(&k);
+	free(found);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the event intake: %s", why);
+		return rc;
+	}
+	ng_daemon_add(d, "intake", parts->intake, close_intake, reload_intake);
+	return 0;
+}
+
+/* Requests by route and status, for /metrics. */
+static void observe_http(void *arg, const char *route, const char *method, int status,
+			 uint64_t elapsed_ms)
+{
+	struct ng_metrics *m = arg;
+	char code[8];
+	snprintf(code, sizeof code, "%d", status);
+	const char *r = *route ? route : "unknown";
+	ng_metric_add(ng_metrics_register(m, "nudge_http_requests_total",
+					  "HTTP requests answered, by route, method and status.",
+					  NG_METRIC_COUNTER, "route,method,status", NULL, 0),
+		      (const char *[]){r, method, code}, 1);
+	ng_metric_observe(ng_metrics_register(m, "nudge_http_request_duration_seconds",
+					      "Time from a request's first byte to its answer, by "
+					      "route.",
+					      NG_METRIC_HISTOGRAM, "route", NULL, 0),
+			  (const char *[]){r}, (double)elapsed_ms / 1000.0);
 }
 
 static void close_httpd(void *self, void (*done)(void *arg), void *arg)
@@ -278,12 +424,41 @@ static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_con
 	}
 	parts->admin = ng_xcalloc(1, sizeof *parts->admin);
 	*parts->admin = (struct ng_admin){d, parts->clock, parts->db, parts->senders,
-					  parts->metrics, (int64_t)parts->started_ms};
+					  parts->metrics, (int64_t)parts->started_ms, parts->httpc,
+					  parts->intake};
 	ng_admin_routes(parts->admin, parts->httpd);
 	parts->privacy = ng_xcalloc(1, sizeof *parts->privacy);
 	*parts->privacy = (struct ng_privacy_api){parts->db, ng_conf_str(conf, "admin.api_key")};
 	ng_privacy_routes(parts->privacy, parts->httpd);
+	ng_intake_routes(parts->intake, parts->httpd);
+	ng_httpd_observe(parts->httpd, observe_http, parts->metrics);
+	parts->unsub = ng_unsubscribe_routes(parts->httpd, parts->db, parts->unsub_secret,
+					     parts->unsub_secret_len, ng_conf_str(conf, "store.name"));
 	ng_info("http", "listening on %s", listen);
+	return 0;
+}
+
+static void close_httpc(void *self, void (*done)(void *arg), void *arg)
+{
+	ng_httpc_close(self, done, arg);
+}
+
+/* The shared HTTP client: before the plugins, which send with it, and closed after them. */
+static int start_httpc(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
+		       struct ng_daemon_parts *parts, char *err, size_t errlen)
+{
+	struct ng_httpc_options o = {
+		.timeout_ms = ng_conf_int(conf, "http_client.timeout_ms"),
+		.connect_timeout_ms = ng_conf_int(conf, "http_client.connect_timeout_ms"),
+		.max_response_bytes = (size_t)ng_conf_int(conf, "http_client.max_response_bytes"),
+		.max_connections = (int)ng_conf_int(conf, "http_client.max_connections"),
+	};
+	int rc = ng_httpc_open(&parts->httpc, loop, &o);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the HTTP client: %s", ng_strerror(rc));
+		return rc;
+	}
+	ng_daemon_add(d, "http_client", parts->httpc, close_httpc, NULL);
 	return 0;
 }
 
@@ -306,6 +481,125 @@ static void start_retention(struct ng_daemon *d, uv_loop_t *loop, const struct n
 		ng_daemon_add(d, "retention", r, close_retention, NULL);
 }
 
+/*
+ * The dispatcher, with the message templates it renders and each channel instance's limits. It
+ * closes before the plugins and the database it needs (components close in reverse order).
+ */
+struct ng_dispatch_part {
+	struct ng_dispatch *dispatch;
+	struct ng_msgtmpl_set *templates;
+	struct ng_dispatch_limit *limits;
+	void (*closed)(void *arg);
+	void *closed_arg;
+};
+
+static void dispatch_closed(void *arg)
+{
+	struct ng_dispatch_part *p = arg;
+	void (*closed)(void *) = p->closed;
+	void *carg = p->closed_arg;
+	ng_msgtmpl_close(p->templates);
+	free(p->limits);
+	free(p);
+	closed(carg);
+}
+
+static void close_dispatch(void *self, void (*done)(void *arg), void *arg)
+{
+	struct ng_dispatch_part *p = self;
+	p->closed = done;
+	p->closed_arg = arg;
+	ng_dispatch_close(p->dispatch, dispatch_closed, p);
+}
+
+static const struct ng_conf_node *child_node(const struct ng_conf_node *n, const char *key)
+{
+	for (const struct ng_conf_node *c = n->child; c; c = c->next)
+		if (strcmp(c->key, key) == 0)
+			return c;
+	return NULL;
+}
+
+static void unsubscribe_secret(const struct ng_conf *conf, struct ng_daemon_parts *parts)
+{
+	const char *s = ng_conf_str(conf, "unsubscribe.secret");
+	if (s && *s) {
+		parts->unsub_secret_len = strlen(s) < sizeof parts->unsub_secret
+						  ? strlen(s)
+						  : sizeof parts->unsub_secret;
+		memcpy(parts->unsub_secret, s, parts->unsub_secret_len);
+		return;
+	}
+	RAND_bytes(parts->unsub_secret, 32);
+	parts->unsub_secret_len = 32;
+	ng_warn("unsubscribe", "unsubscribe.secret is not set: unsubscribe links in mail sent now "
+			       "stop working when nudge restarts");
+}
+
+static int start_dispatch(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
+			  struct ng_daemon_parts *parts, char *err, size_t errlen)
+{
+	struct ng_dispatch_part *p = ng_xcalloc(1, sizeof *p);
+	const char *dir = ng_conf_str(conf, "paths.templates");
+	char *found = dir ? ng_xstrdup(dir) : ng_paths_shipped("templates");
+	char terr[512] = "";
+	int rc = ng_msgtmpl_open(found ? found : "templates", &p->templates, terr, sizeof terr);
+	free(found);
+	if (rc) {
+		snprintf(err, errlen, "the message templates cannot be loaded: %s", terr);
+		free(p);
+		return rc;
+	}
+	const struct ng_conf_node *list = ng_conf_get(conf, "channels");
+	size_t n = 0;
+	for (const struct ng_conf_node *c = list ? list->child : NULL; c; c = c->next)
+		n++;
+	p->limits = ng_xcalloc(n ? n : 1, sizeof *p->limits);
+	size_t i = 0;
+	for (const struct ng_conf_node *c = list ? list->child : NULL; c; c = c->next, i++) {
+		const struct ng_conf_node *v;
+		p->limits[i].instance = (v = child_node(c, "name")) ? v->str : NULL;
+		p->limits[i].concurrency = (v = child_node(c, "concurrency")) ? (int)v->i : 0;
+		p->limits[i].rate = (v = child_node(c, "rate")) ? v->num : 0;
+		p->limits[i].burst = (v = child_node(c, "burst")) ? v->num : 0;
+	}
+	struct ng_dispatch_options o = {
+		.loop = loop,
+		.db = parts->db,
+		.clock = parts->clock,
+		.plugins = parts->plugins,
+		.templates = p->templates,
+		.batch = (int)ng_conf_int(conf, "dispatch.batch"),
+		.lease_ms = ng_conf_int(conf, "dispatch.lease_ms"),
+		.poll_ms = ng_conf_int(conf, "dispatch.poll_ms"),
+		.retry_base_ms = ng_conf_int(conf, "dispatch.retry_base_ms"),
+		.retry_max_ms = ng_conf_int(conf, "dispatch.retry_max_ms"),
+		.max_attempts = (int)ng_conf_int(conf, "dispatch.max_attempts"),
+		.drain_ms = ng_conf_int(conf, "shutdown_timeout_ms") / 2,
+		.listen = 1,
+		.limits = p->limits,
+		.nlimits = n,
+		.store_name = ng_conf_str(conf, "store.name"),
+		.store_address = ng_conf_str(conf, "store.postal_address"),
+		.store_base_url = ng_conf_str(conf, "store.base_url"),
+		.store_timezone = ng_conf_str(conf, "store.timezone"),
+		.unsubscribe_secret = parts->unsub_secret,
+		.unsubscribe_secret_len = parts->unsub_secret_len,
+	};
+	rc = ng_dispatch_open(&p->dispatch, &o);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the dispatcher: %s", ng_strerror(rc));
+		ng_msgtmpl_close(p->templates);
+		free(p->limits);
+		free(p);
+		return rc;
+	}
+	parts->dispatch = p;
+	ng_daemon_add(d, "dispatch", p, close_dispatch, NULL);
+	ng_dispatch_start(p->dispatch);
+	return 0;
+}
+
 static void close_plugins(void *self, void (*done)(void *arg), void *arg)
 {
 	ng_plugin_host_close(self, done, arg);
@@ -315,7 +609,16 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 			  struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
 	parts->metrics = ng_metrics_new();
-	parts->clock = ng_clock_real(loop);
+	double speed = ng_conf_num(conf, "clock.speed");
+	if (speed <= 0) {
+		snprintf(err, errlen, "key 'clock.speed' must be a positive number");
+		return -EINVAL;
+	}
+	parts->clock = speed == 1 ? ng_clock_real(loop) : ng_clock_scaled(loop, speed);
+	if (speed != 1)
+		ng_warn("clock", "clock.speed = %g: workflow time runs %g times faster than real "
+				 "time (for demos and tests only)",
+			speed, speed);
 	parts->started_ms = (uint64_t)ng_clock_now_ms(parts->clock);
 	ng_daemon_add(d, "clock", parts->clock, close_clock, NULL);
 
@@ -326,6 +629,10 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 	}
 	ng_daemon_add(d, "senders", parts->senders, close_senders, NULL);
 
+	rc = start_httpc(d, loop, conf, parts, err, errlen);
+	if (rc)
+		return rc;
+
 	/* Channel plugins: a refused instance is logged with its reason; the others still start. */
 	rc = ng_plugin_host_open(&parts->plugins, loop, parts->clock, parts->senders);
 	if (rc) {
@@ -333,6 +640,7 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 		return rc;
 	}
 	ng_daemon_add(d, "plugins", parts->plugins, close_plugins, NULL);
+	ng_plugin_host_set_httpc(parts->plugins, parts->httpc);
 	ng_plugin_host_load_conf(parts->plugins, conf, NULL, NULL);
 
 	/* The pool connects in the background: the daemon starts (and /healthz says "degraded") while
@@ -344,6 +652,13 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 	if (rc)
 		return rc;
 	start_retention(d, loop, conf, parts);
+	rc = start_intake(d, loop, conf, parts, err, errlen);
+	if (rc)
+		return rc;
+	unsubscribe_secret(conf, parts);
+	rc = start_dispatch(d, loop, conf, parts, err, errlen);
+	if (rc)
+		return rc;
 	/* Last: requests arrive only once everything they need is running, and the listener is
 	 * the first thing a drain closes. */
 	return start_httpd(d, loop, conf, parts, err, errlen);
@@ -354,6 +669,8 @@ void ng_daemon_parts_free(struct ng_daemon_parts *parts)
 	free(parts->admin);
 	free(parts->privacy);
 	parts->privacy = NULL;
+	ng_unsubscribe_free(parts->unsub);
+	parts->unsub = NULL;
 	ng_metrics_free(parts->metrics);
 	parts->admin = NULL;
 	parts->metrics = NULL;

@@ -20,7 +20,13 @@ struct ng_daemon_parts {
 	struct ng_admin *admin;
 	struct ng_senders *senders;
 	struct ng_plugin_host *plugins;
+	struct ng_httpc *httpc;
 	struct ng_privacy_api *privacy;
+	struct ng_intake *intake;
+	struct ng_dispatch_part *dispatch;
+	struct ng_unsubscribe *unsub;
+	unsigned char unsub_secret[256]; /* unsubscribe.secret, or random bytes per start */
+	size_t unsub_secret_len;
 	uint64_t started_ms;
 	int schema_needed; /* the highest migration this nudge ships */
 	int schema_behind; /* the database lacks some of them */

@@ -59,6 +59,8 @@ struct ng_httpd {
 	struct ng_httpd_stats stats;
 	int closing;
 	int handles_open; /* listener + drain timer, closed asynchronously */
+	ng_httpd_observer observe;
+	void *observe_arg;
 	void (*closed)(void *arg);
 	void *closed_arg;
 };
@@ -544,6 +546,9 @@ void ng_httpd_respond(struct ng_httpd_req *r, int status, const char *content_ty
 		      const char *body, size_t len)
 {
 	struct httpd_conn *c = r->conn;
+	if (r->srv && r->srv->observe)
+		r->srv->observe(r->srv->observe_arg, r->route ? r->route : "", r->method, status,
+				now_ms() - r->started_ms);
 	if (r->srv) {
 		unlink_pending(r->srv, r);
 		maybe_finish_close(r->srv);
@@ -640,6 +645,12 @@ void ng_httpd_route(struct ng_httpd *s, const char *method, const char *path, ng
 	while (*p)
 		p = &(*p)->next;
 	*p = rt;
+}
+
+void ng_httpd_observe(struct ng_httpd *s, ng_httpd_observer fn, void *arg)
+{
+	s->observe = fn;
+	s->observe_arg = arg;
 }
 
 void ng_httpd_stats(const struct ng_httpd *s, struct ng_httpd_stats *out)

@@ -54,6 +54,12 @@ int ng_httpd_port(const struct ng_httpd *s);
 void ng_httpd_route(struct ng_httpd *s, const char *method, const char *path, ng_httpd_handler h,
 		    void *arg);
 void ng_httpd_stats(const struct ng_httpd *s, struct ng_httpd_stats *out);
+/* Called for every answer given through ng_httpd_respond (routed or 404/405): the route pattern
+ * ("" when none matched), the method, the status and the milliseconds since the request began.
+ * For metrics by route and status. */
+typedef void (*ng_httpd_observer)(void *arg, const char *route, const char *method, int status,
+				  uint64_t elapsed_ms);
+void ng_httpd_observe(struct ng_httpd *s, ng_httpd_observer fn, void *arg);
 /* Stops accepting, lets requests being handled answer (at most drain_timeout_ms), closes every
  * connection and handle, frees the server and calls done(arg). */
 void ng_httpd_close(struct ng_httpd *s, void (*done)(void *arg), void *arg);

@@ -9,11 +9,13 @@
  * retries; a plugin file is unloaded only after its last sender-thread job has returned.
  */
 #include "clock.h"
+#include "httpc.h"
 #include "ng.h"
 #include "plugin_host.h"
 #include "senders.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +31,7 @@ struct ng_plugin_op {
 	int in_call;  /* inside the plugin's send() */
 	int deferred; /* completed inside send(): the result waits in `held` for the next turn */
 	struct nudge_send_result held;
-	char *held_provider_id, *held_reason;
+	char *held_provider_id, *held_reason, *held_encoding;
 	struct ng_plugin_op *prev, *next;
 };
 
@@ -188,20 +190,225 @@ static int svc_config_isset(struct nudge_instance *self, const char *key)
 }
 
 /*
- * The shared HTTP client (core/httpc, curl multi on the loop) is being built alongside; until it
- * lands this service answers -ENOSYS, which the ABI documents as "this nudge has no HTTP client".
- * The adapter from nudge_http_request/response to httpc goes here.
+ * http_request runs on the daemon's shared HTTP client (core/httpc.c). The request is copied by
+ * httpc before this returns; the response is translated field by field, so the plugin sees the
+ * ABI's structs only. A request still in flight when its plugin reports its shutdown is cancelled
+ * and its completion dropped: the plugin's state is gone by then.
  */
+struct http_op {
+	struct ng_plugin *p;
+	nudge_http_done_fn *done;
+	void *arg;
+	struct ng_httpc_xfer *xfer;
+	struct http_op *prev, *next;
+};
+
+static void http_unlink(struct http_op *op)
+{
+	struct ng_plugin *p = op->p;
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		p->https = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+}
+
+static void on_http_done(void *arg, const struct ng_httpc_response *r)
+{
+	struct http_op *op = arg;
+	struct ng_plugin *p = op->p;
+	http_unlink(op);
+	if (!p->stopped) {
+		struct nudge_header stack[32], *hdrs = stack;
+		if (r->nheaders > NG_ARRAY_LEN(stack))
+			hdrs = ng_xmalloc(r->nheaders * sizeof *hdrs);
+		for (size_t i = 0; i < r->nheaders; i++)
+			hdrs[i] = (struct nudge_header){r->headers[i].name, r->headers[i].value};
+		struct nudge_http_response res = {
+		    .struct_size = sizeof res,
+		    .status = r->status,
+		    .error = r->error,
+		    .request_sent = r->request_sent,
+		    .error_text = r->error ? r->error_text : NULL,
+		    .headers = hdrs,
+		    .nheaders = r->nheaders,
+		    .body = r->body,
+		    .body_len = r->body_len,
+		};
+		counter_add(p, r->error ? "http_errors" : "http_responses", 1);
+		op->done(op->arg, &res);
+		if (hdrs != stack)
+			free(hdrs);
+	}
+	free(op);
+}
+
 static int svc_http_request(struct nudge_instance *self, const struct nudge_http_request *req,
                             nudge_http_done_fn *done, void *arg)
 {
-	NG_UNUSED(req);
-	NG_UNUSED(done);
-	NG_UNUSED(arg);
 	struct ng_plugin *p = from_self(self);
-	if (p)
-		ng_debug(p->logmod, "http_request: this nudge has no HTTP client yet");
-	return -ENOSYS;
+	if (!p)
+		return -EINVAL;
+	if (!p->host->httpc)
+		return -ENOSYS;
+	if (!req || !done ||
+	    req->struct_size < offsetof(struct nudge_http_request, ca_file) + sizeof req->ca_file)
+		return -EINVAL;
+	if (p->stopped || p->host->close_started == 2)
+		return -ESHUTDOWN;
+	/* struct nudge_header and struct ng_httpc_header have the same two members. */
+	struct ng_httpc_header stack[32], *hdrs = stack;
+	if (req->nheaders > NG_ARRAY_LEN(stack))
+		hdrs = ng_xmalloc(req->nheaders * sizeof *hdrs);
+	for (size_t i = 0; req->headers && i < req->nheaders; i++)
+		hdrs[i] = (struct ng_httpc_header){req->headers[i].name, req->headers[i].value};
+	struct http_op *op = ng_xcalloc(1, sizeof *op);
+	op->p = p;
+	op->done = done;
+	op->arg = arg;
+	struct ng_httpc_request q = {
+	    .method = req->method,
+	    .url = req->url,
+	    .headers = req->headers ? hdrs : NULL,
+	    .nheaders = req->headers ? req->nheaders : 0,
+	    .body = req->body,
+	    .body_len = req->body_len,
+	    .username = req->username,
+	    .password = req->password,
+	    .ca_file = req->ca_file,
+	    .timeout_ms = req->timeout_ms,
+	    .handle = &op->xfer,
+	};
+	int rc = ng_httpc_request(p->host->httpc, &q, on_http_done, op);
+	if (hdrs != stack)
+		free(hdrs);
+	if (rc) {
+		free(op);
+		if (rc == NG_ECLOSING)
+			return -ESHUTDOWN;
+		return rc < 0 && rc > -4096 ? rc : -EIO;
+	}
+	op->next = p->https;
+	if (p->https)
+		p->https->prev = op;
+	p->https = op;
+	return 0;
+}
+
+/* After a plugin's shutdown: what it left in flight is cancelled (its completion dropped). */
+static size_t http_cancel_all(struct ng_plugin *p)
+{
+	size_t n = 0;
+	while (p->https) {
+		ng_httpc_cancel(p->host->httpc, p->https->xfer); /* unlinks it */
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Reports (ABI 1.1): forwarded to the receivers the daemon registered (ng_plugin_host_set_reports).
+ * The host keeps a record of each until its done arrives, so that a plugin that has shut down is
+ * never called back, and the host is not freed while a receiver still holds a report's done.
+ */
+struct report_op {
+	struct ng_plugin *p;
+	nudge_report_done_fn *done;
+	void *arg;
+	struct report_op *prev, *next;
+};
+
+static void on_report_done(void *arg, int status)
+{
+	struct report_op *op = arg;
+	struct ng_plugin *p = op->p;
+	if (op->prev)
+		op->prev->next = op->next;
+	else
+		p->reports = op->next;
+	if (op->next)
+		op->next->prev = op->prev;
+	if (!p->stopped)
+		op->done(op->arg, status > 0 ? -EIO : status);
+	free(op);
+	maybe_finish(p->host);
+}
+
+enum report_kind { REPORT_STATUS, REPORT_CONSENT, REPORT_EVENT };
+
+static int forward_report(struct nudge_instance *self, enum report_kind kind, const void *r,
+                          nudge_report_done_fn *done, void *arg)
+{
+	struct ng_plugin *p = from_self(self);
+	if (!p || !r || !done)
+		return -EINVAL;
+	const struct ng_plugin_reports *rx = &p->host->reports;
+	if ((kind == REPORT_STATUS && !rx->status) || (kind == REPORT_CONSENT && !rx->consent) ||
+	    (kind == REPORT_EVENT && !rx->event))
+		return -ENOSYS;
+	if (p->stopped)
+		return -ESHUTDOWN;
+	struct report_op *op = ng_xcalloc(1, sizeof *op);
+	op->p = p;
+	op->done = done;
+	op->arg = arg;
+	op->next = p->reports;
+	if (p->reports)
+		p->reports->prev = op;
+	p->reports = op;
+	int rc;
+	if (kind == REPORT_STATUS)
+		rc = rx->status(rx->ctx, p, r, on_report_done, op);
+	else if (kind == REPORT_CONSENT)
+		rc = rx->consent(rx->ctx, p, r, on_report_done, op);
+	else
+		rc = rx->event(rx->ctx, p, r, on_report_done, op);
+	if (rc) {
+		/* Refused: the receiver never calls done. The op may not have been unlinked. */
+		if (op->prev)
+			op->prev->next = op->next;
+		else
+			p->reports = op->next;
+		if (op->next)
+			op->next->prev = op->prev;
+		free(op);
+		return rc < 0 && rc > -4096 ? rc : -EIO;
+	}
+	return 0;
+}
+
+static int svc_report_status(struct nudge_instance *self, const struct nudge_status_report *r,
+                             nudge_report_done_fn *done, void *arg)
+{
+	if (r && (r->struct_size < sizeof *r || !r->provider_id ||
+	          r->status < NUDGE_DELIVERY_QUEUED || r->status > NUDGE_DELIVERY_FAILED))
+		return -EINVAL;
+	return forward_report(self, REPORT_STATUS, r, done, arg);
+}
+
+static int svc_report_consent(struct nudge_instance *self, const struct nudge_consent_report *r,
+                              nudge_report_done_fn *done, void *arg)
+{
+	if (r && (r->struct_size < sizeof *r || !r->channel || !r->address ||
+	          (r->granted != 0 && r->granted != 1)))
+		return -EINVAL;
+	return forward_report(self, REPORT_CONSENT, r, done, arg);
+}
+
+/* A 1.1 plugin's shorter event report is accepted: receivers get a full 1.2 copy, the fields the
+ * plugin did not know zeroed, so they never read past what it passed. */
+static int svc_report_event(struct nudge_instance *self, const struct nudge_event_report *r,
+                            nudge_report_done_fn *done, void *arg)
+{
+	if (r && (r->struct_size < NUDGE_EVENT_REPORT_SIZE_1_1 || !r->name || !r->address))
+		return -EINVAL;
+	if (!r)
+		return forward_report(self, REPORT_EVENT, r, done, arg);
+	struct nudge_event_report full = {0};
+	memcpy(&full, r, r->struct_size < sizeof full ? r->struct_size : sizeof full);
+	full.struct_size = sizeof full;
+	return forward_report(self, REPORT_EVENT, &full, done, arg);
 }
 
 static int svc_sender_threads(struct nudge_instance *self)
@@ -355,6 +562,9 @@ const struct nudge_host ng_plugin_services = {
     .timer_cancel = svc_timer_cancel,
     .metric_add = svc_metric_add,
     .now_ms = svc_now_ms,
+    .report_status = svc_report_status,
+    .report_consent = svc_report_consent,
+    .report_event = svc_report_event,
 };
 
 /* ---- sends and webhooks -------------------------------------------------------------------- */
@@ -385,15 +595,18 @@ static void check_result(struct ng_plugin *p, const struct nudge_send_result *r,
 {
 	memset(out, 0, sizeof *out);
 	out->struct_size = sizeof *out;
-	if (!r || r->struct_size < sizeof *out) {
+	if (!r || r->struct_size < NUDGE_SEND_RESULT_SIZE_1_0) {
 		ng_error(p->logmod, "the plugin completed a send with a malformed result "
 		                    "(struct_size unset?); treating it as a retry");
 		out->status = NUDGE_SEND_RETRY;
 		out->reason = "the plugin returned a malformed result";
 		return;
 	}
-	*out = *r;
+	/* A plugin built for an older minor knows fewer fields: the rest stay zero. */
+	memcpy(out, r, r->struct_size < sizeof *out ? r->struct_size : sizeof *out);
 	out->struct_size = sizeof *out;
+	if (out->segments < 0)
+		out->segments = 0;
 	if (r->status < NUDGE_SEND_SENT || r->status > NUDGE_SEND_AMBIGUOUS) {
 		ng_error(p->logmod,
 		         "the plugin completed a send with unknown status %d; treating "
@@ -415,6 +628,7 @@ static void deliver(struct ng_plugin_op *op, const struct nudge_send_result *r)
 	op->send_done(op->arg, r);
 	free(op->held_provider_id);
 	free(op->held_reason);
+	free(op->held_encoding);
 	free(op);
 }
 
@@ -454,19 +668,33 @@ static void on_send_done(void *arg, const struct nudge_send_result *result)
 		op->held = r;
 		op->held_provider_id = r.provider_id ? ng_xstrdup(r.provider_id) : NULL;
 		op->held_reason = r.reason ? ng_xstrdup(r.reason) : NULL;
+		op->held_encoding = r.encoding ? ng_xstrdup(r.encoding) : NULL;
 		op->held.provider_id = op->held_provider_id;
 		op->held.reason = op->held_reason;
+		op->held.encoding = op->held_encoding;
 		op->deferred = 1;
 		return;
 	}
 	deliver(op, &r);
 }
 
-int ng_plugin_send(struct ng_plugin *p, const struct nudge_message *msg,
-                   ng_plugin_send_done_fn *done, void *arg)
+/* The descriptor's reconcile, or NULL: a 1.0 plugin has NULL in that (then reserved) slot. */
+static void (*reconcile_fn(const struct ng_plugin *p))(void *, const struct nudge_message *,
+                                                       nudge_send_done_fn *, void *)
+{
+	const struct nudge_plugin *d = p->lib->desc;
+	if (d->abi_minor < 1 || !NUDGE_HAS_FIELD(d, struct nudge_plugin, reconcile))
+		return NULL;
+	return d->reconcile;
+}
+
+static int send_or_reconcile(struct ng_plugin *p, const struct nudge_message *msg,
+                             ng_plugin_send_done_fn *done, void *arg, int reconcile)
 {
 	if (!p->running || p->host->closing)
 		return -ESHUTDOWN;
+	if (reconcile && !reconcile_fn(p))
+		return -ENOTSUP;
 	struct ng_plugin_op *op = ng_xcalloc(1, sizeof *op);
 	op->p = p;
 	op->kind = OP_SEND;
@@ -474,11 +702,31 @@ int ng_plugin_send(struct ng_plugin *p, const struct nudge_message *msg,
 	op->arg = arg;
 	op_link(op);
 	op->in_call = 1;
-	p->lib->desc->send(p->state, msg, on_send_done, op);
+	if (reconcile)
+		reconcile_fn(p)(p->state, msg, on_send_done, op);
+	else
+		p->lib->desc->send(p->state, msg, on_send_done, op);
 	op->in_call = 0;
 	if (op->deferred)
 		uv_timer_start(&p->host->kick, on_kick, 0, 0);
 	return 0;
+}
+
+int ng_plugin_send(struct ng_plugin *p, const struct nudge_message *msg,
+                   ng_plugin_send_done_fn *done, void *arg)
+{
+	return send_or_reconcile(p, msg, done, arg, 0);
+}
+
+int ng_plugin_reconcile(struct ng_plugin *p, const struct nudge_message *msg,
+                        ng_plugin_send_done_fn *done, void *arg)
+{
+	return send_or_reconcile(p, msg, done, arg, 1);
+}
+
+int ng_plugin_can_reconcile(const struct ng_plugin *p)
+{
+	return reconcile_fn(p) != NULL;
 }
 
 static void on_inbound_done(void *arg, const struct nudge_inbound_response *res)
@@ -535,6 +783,19 @@ void ng_plugin_health(struct ng_plugin *p, struct nudge_health *out)
 }
 
 /* ---- the host ------------------------------------------------------------------------------ */
+
+void ng_plugin_host_set_httpc(struct ng_plugin_host *h, struct ng_httpc *httpc)
+{
+	h->httpc = httpc;
+}
+
+void ng_plugin_host_set_reports(struct ng_plugin_host *h, const struct ng_plugin_reports *r)
+{
+	if (r)
+		h->reports = *r;
+	else
+		memset(&h->reports, 0, sizeof h->reports);
+}
 
 int ng_plugin_host_open(struct ng_plugin_host **out, uv_loop_t *loop, struct ng_clock *clock,
                         struct ng_senders *senders)
@@ -678,6 +939,10 @@ static void on_shutdown_done(void *arg)
 	if (timers)
 		ng_warn(p->logmod, "shut down with %zu timers pending; they were cancelled",
 		        timers);
+	size_t https = http_cancel_all(p);
+	if (https)
+		ng_warn(p->logmod,
+		        "shut down with %zu HTTP requests in flight; they were cancelled", https);
 	ng_debug(p->logmod, "stopped");
 	maybe_finish(p->host);
 }
@@ -698,7 +963,7 @@ static void maybe_finish(struct ng_plugin_host *h)
 	if (!h->closing || !h->close_started || h->close_started == 2)
 		return;
 	for (struct ng_plugin *p = h->plugins; p; p = p->next)
-		if (p->stopping || p->jobs)
+		if (p->stopping || p->jobs || p->reports)
 			return;
 	h->close_started = 2;
 	while (h->plugins) {

@@ -21,6 +21,7 @@
 
 struct ng_clock;
 struct ng_conf;
+struct ng_httpc;
 struct ng_conf_node;
 struct ng_senders;
 struct ng_plugin_host;
@@ -42,6 +43,31 @@ struct ng_plugin_spec {
  */
 int ng_plugin_host_open(struct ng_plugin_host **out, uv_loop_t *loop, struct ng_clock *clock,
                         struct ng_senders *senders);
+
+/*
+ * Gives the plugins an HTTP client for host->http_request (core/httpc.h); without one that service
+ * answers -ENOSYS. The client must stay open until the host has closed.
+ */
+void ng_plugin_host_set_httpc(struct ng_plugin_host *h, struct ng_httpc *httpc);
+
+/*
+ * Where the reports of plugins go (ABI 1.1: host->report_status, report_consent, report_event):
+ * the daemon's intake and dispatcher register these. Each receiver gets the instance and the
+ * report (valid during the call only: copy what you keep) and either returns 0 and calls
+ * done(done_arg, status) exactly once — 0 when recorded (committed), else a negative errno value —
+ * at any time, even before returning; or returns a negative errno value and never calls done. A
+ * NULL receiver makes that service answer -ENOSYS. The host stays open until every done has come.
+ */
+struct ng_plugin_reports {
+	void *ctx;
+	int (*status)(void *ctx, struct ng_plugin *p, const struct nudge_status_report *r,
+	              void (*done)(void *done_arg, int status), void *done_arg);
+	int (*consent)(void *ctx, struct ng_plugin *p, const struct nudge_consent_report *r,
+	               void (*done)(void *done_arg, int status), void *done_arg);
+	int (*event)(void *ctx, struct ng_plugin *p, const struct nudge_event_report *r,
+	             void (*done)(void *done_arg, int status), void *done_arg);
+};
+void ng_plugin_host_set_reports(struct ng_plugin_host *h, const struct ng_plugin_reports *r);
 
 /*
  * Loads every spec from dir (dir/PLUGIN.so) and starts it. A spec that cannot be loaded — file
@@ -90,6 +116,16 @@ typedef void ng_plugin_send_done_fn(void *arg, const struct nudge_send_result *r
  */
 int ng_plugin_send(struct ng_plugin *p, const struct nudge_message *msg,
                    ng_plugin_send_done_fn *done, void *arg);
+
+/*
+ * Asks p whether the provider has a message whose last attempt was NUDGE_SEND_AMBIGUOUS (ABI 1.1
+ * reconcile), with the same guarantees as ng_plugin_send: SENT (it has it), RETRY (it does not:
+ * safe to send again), FAILED, AMBIGUOUS (still unknown). -ENOTSUP when the plugin cannot reconcile
+ * (ng_plugin_can_reconcile says so beforehand), -ESHUTDOWN while closing.
+ */
+int ng_plugin_reconcile(struct ng_plugin *p, const struct nudge_message *msg,
+                        ng_plugin_send_done_fn *done, void *arg);
+int ng_plugin_can_reconcile(const struct ng_plugin *p);
 
 /* Hands a webhook call to p. Returns 0 and calls done once, or -ENOTSUP if p takes no webhooks,
  * or -ESHUTDOWN. The request must stay valid until done. */
@@ -141,6 +177,8 @@ struct ng_plugin_metric {
 
 struct ng_plugin_op;
 struct nudge_timer;
+struct http_op;
+struct report_op;
 
 /* What a plugin holds as its `struct nudge_instance *`: the first member of struct ng_plugin. */
 struct nudge_instance {
@@ -162,6 +200,8 @@ struct ng_plugin {
 	size_t jobs;                /* run_on_sender work not yet completed */
 	struct ng_plugin_op *ops;   /* sends and webhook calls in flight */
 	struct nudge_timer *timers; /* pending timers */
+	struct http_op *https;      /* http_request calls in flight */
+	struct report_op *reports;  /* report_* calls whose done has not come */
 	pthread_mutex_t metrics_mu; /* metric_add may come from sender threads */
 	struct ng_plugin_metric *metrics;
 	size_t nmetrics, metrics_cap;
@@ -172,6 +212,8 @@ struct ng_plugin_host {
 	uv_loop_t *loop;
 	struct ng_clock *clock;
 	struct ng_senders *senders;
+	struct ng_httpc *httpc; /* NULL: http_request answers -ENOSYS */
+	struct ng_plugin_reports reports;
 	struct ng_plugin *plugins; /* configuration order */
 	size_t nplugins;
 	struct ng_plugin_lib *libs;

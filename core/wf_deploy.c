@@ -28,7 +28,9 @@ static void append_error(struct deploy *d, const char *msg)
 	char *n = d->errors ? ng_xasprintf("%s\n%s", d->errors, msg) : ng_xstrdup(msg);
 	free(d->errors);
 	d->errors = n;
-	d->status = -EINVAL;
+	/* A refused file is a configuration problem: the others deploy, and the daemon runs them
+	 * (a database failure overrides this with its own code, and the daemon retries). */
+	d->status = NG_ECONFIG;
 }
 
 static void finish(struct deploy *d)
@@ -166,7 +168,8 @@ int ng_wf_engine_deploy(struct ng_wf_engine *e, const char *dir, ng_wf_done_cb d
 		names[n++] = ng_xstrdup(de->d_name);
 	}
 	closedir(dh);
-	qsort(names, n, sizeof(char *), cmp_str);
+	if (n > 1) /* qsort(NULL, 0) is undefined: an empty directory is fine */
+		qsort(names, n, sizeof(char *), cmp_str);
 	for (size_t i = 0; i < n; i++) {
 		char *path = ng_xasprintf("%s/%s", dir, names[i]), *err = NULL;
 		struct ng_wf_def *def;

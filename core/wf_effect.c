@@ -233,9 +233,19 @@ static json_t *rows_json(PGresult *res)
 	return rows;
 }
 
+static void start_wait_until(struct wf_inst *in);
+
 static void on_async(const struct ng_db_result *r, void *arg)
 {
 	struct wf_inst *in = arg;
+	if (r->status != 0 && is(in, "wait_until") && !in->tz_fallback &&
+	    strcmp(r->sqlstate, "22023") == 0) {
+		/* "time zone ... not recognized": the store's timezone, as the date trigger does.
+		 */
+		in->tz_fallback = 1;
+		start_wait_until(in);
+		return;
+	}
 	if (r->status != 0) {
 		in->async_result = json_pack("{s:s}", "error", r->message);
 	} else if (is(in, "query")) {
@@ -282,7 +292,8 @@ static void start_query(struct wf_inst *in)
 		fail_async(in, rc);
 }
 
-/* The first moment at or after `at` (or now) when the customer's local clock reads hh:mm. */
+/* The first moment at or after `at` (or now) when the customer's local clock reads hh:mm (the
+ * store's timezone when the customer has none, or one PostgreSQL does not know). */
 static void start_wait_until(struct wf_inst *in)
 {
 	json_t *a = in->req.args;
@@ -299,7 +310,8 @@ static void start_wait_until(struct wf_inst *in)
 	if (m)
 		snprintf(mm, sizeof mm, "%d", (int)json_integer_value(m));
 	const char *tz = json_string_value(json_object_get(in->customer, "timezone"));
-	const char *params[4] = {at_text, tz && *tz ? tz : in->e->default_tz, h ? hh : NULL, mm};
+	const char *params[4] = {at_text, tz && *tz && !in->tz_fallback ? tz : in->e->default_tz,
+	                         h ? hh : NULL, mm};
 	int rc = ng_db_query(
 	    in->e->opt.db,
 	    "SELECT (extract(epoch FROM CASE WHEN $3::int IS NULL THEN $1::timestamptz ELSE"

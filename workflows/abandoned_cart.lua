@@ -12,7 +12,8 @@ return {
   -- Starts on every checkout worth more than 20 (in the store's currency).
   trigger = {
     event = "checkout.started",
-    filter = function(e) return (e.data.total or 0) > 20 end,
+    -- The store mappers give total_price as a string ("421.88"); `total` is the generic API's.
+    filter = function(e) return (tonumber(e.data.total_price or e.data.total) or 0) > 20 end,
   },
 
   -- One reminder sequence per checkout: a second checkout.started for the same checkout id while

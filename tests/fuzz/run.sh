@@ -8,11 +8,17 @@ cd "$(dirname "$0")/../.."
 secs=${FUZZ_SECONDS:-600}
 out=build-fuzz
 mkdir -p "$out"
-command -v clang >/dev/null || { echo "fuzz: clang is missing (contrib/install-deps.sh installs it)"; exit 1; }
+# clang is an optional dependency, for fuzzing only: installed here when missing.
+if ! command -v clang >/dev/null && [ "$(id -u)" -eq 0 ]; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends clang >/dev/null ||
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends clang >/dev/null; }
+fi
+command -v clang >/dev/null || { echo "fuzz: clang is missing (apt-get install clang)"; exit 1; }
 pkgs="libuv libpq lua5.4 libcurl jansson openssl libesmtp-1.0"
 cflags="-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Icore -Icore/include $(pkg-config --cflags $pkgs)"
 libs="$(pkg-config --libs $pkgs) -lhttp_parser -lpthread -lm -ldl"
-core=$(ls core/*.c | grep -v '^core/main.c$')
+# The command line (main.c, cmd_*.c) is not linked: fuzz targets call modules directly.
+core=$(ls core/*.c | grep -v -e '^core/main.c$' -e '^core/cmd_')
 status=0
 for f in tests/fuzz/fuzz_*.c; do
 	[ -e "$f" ] || continue

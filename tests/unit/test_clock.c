@@ -105,6 +105,29 @@ static void test_real_clock_fires_on_loop(void)
 	ASSERT_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+/* clock.speed: an hour of clock time passes in a real second. */
+static void test_scaled_clock_runs_faster(void)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	rclock = ng_clock_scaled(&loop, 3600);
+	ASSERT(!ng_clock_is_virtual(rclock));
+	ASSERT(ng_clock_speed(rclock) == 3600);
+	int64_t now = ng_clock_now_ms(rclock);
+	struct ng_clock_timer t = {0};
+	uint64_t start = ng_test_now_ms();
+	ng_clock_timer_start(rclock, &t, now + 360000, on_real); /* six minutes: 100 real ms */
+	uv_run(&loop, UV_RUN_DEFAULT);
+	ASSERT_CMP_INT(fired_at - start, >=, 90);
+	ASSERT_CMP_INT(fired_at - start, <, 1000);
+	ASSERT_CMP_INT(ng_clock_now_ms(rclock) - now, >=, 360000);
+	int done = 0;
+	ng_clock_close(rclock, closed, &done);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	ASSERT(done);
+	ASSERT_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 static void test_parse_duration(void)
 {
 	int64_t ms = 0;
@@ -126,4 +149,4 @@ static void test_parse_duration(void)
 }
 
 NG_TESTS(NG_TEST(test_virtual_clock_fires_in_order), NG_TEST(test_real_clock_fires_on_loop),
-	 NG_TEST(test_parse_duration))
+	 NG_TEST(test_scaled_clock_runs_faster), NG_TEST(test_parse_duration))

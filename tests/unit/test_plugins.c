@@ -13,6 +13,7 @@
 #include "senders.h"
 #include "testlib.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,7 +291,7 @@ static void test_refusals_each_with_a_sentence_while_good_ones_load(void)
 	ASSERT_EQ_INT(h1.status, NUDGE_HEALTH_OK);
 	ASSERT_EQ_STR(h1.detail, "greeting hello");
 	ASSERT_EQ_STR(h2.detail, "greeting hi");
-	/* The HTTP service is a stub until core/httpc lands. */
+	/* This rig gives the host no HTTP client, so the service says so (test_httpc runs one). */
 	ASSERT_EQ_INT(ng_plugin_metric(g1, "http_enosys"), 1);
 
 	sentences_free(&s);
@@ -473,6 +474,87 @@ static void test_webhook_reaches_the_instance(void)
 	rig_close(&r);
 }
 
+/* ---- reports -------------------------------------------------------------------------------- */
+
+struct event_seen {
+	int calls;
+	uint32_t size;
+	int has_link;
+	char name[32];
+};
+
+static int rx_event(void *ctx, struct ng_plugin *p, const struct nudge_event_report *r,
+                    void (*done)(void *, int), void *arg)
+{
+	NG_UNUSED(p);
+	struct event_seen *s = ctx;
+	s->calls++;
+	s->size = r->struct_size;
+	s->has_link = r->customer_ref || r->customer_email || r->customer_phone;
+	snprintf(s->name, sizeof s->name, "%s", r->name);
+	done(arg, 0);
+	return 0;
+}
+
+static void on_reported(void *arg, int status)
+{
+	int *st = arg;
+	*st = status == 0 ? 1 : status;
+}
+
+/* A plugin built for 1.1 passes a 56-byte event report: accepted, and the receiver gets a full
+ * one with the 1.2 link fields empty, never bytes beyond what the plugin passed. */
+static void test_event_reports_of_every_minor(void)
+{
+	struct rig r;
+	rig_open(&r);
+	char *dir = test_plugin_dir();
+	char path[256];
+	struct ng_conf *conf = load_conf(
+	    dir, "    { name = \"g\", plugin = \"good\", config = { greeting = \"hey\" } },\n",
+	    path, sizeof path);
+	ASSERT_EQ_INT(ng_plugin_host_load_conf(r.host, conf, NULL, NULL), 1);
+	struct ng_plugin *g = ng_plugin_find(r.host, "g");
+	struct event_seen seen = {0};
+	struct ng_plugin_reports rx = {&seen, NULL, NULL, rx_event};
+	ng_plugin_host_set_reports(r.host, &rx);
+	/* The 1.1 prefix, followed by bytes that must not be read as link fields. */
+	struct {
+		struct nudge_event_report ev;
+	} buf;
+	memset(&buf, 0xA5, sizeof buf);
+	buf.ev.struct_size = NUDGE_EVENT_REPORT_SIZE_1_1;
+	buf.ev.name = "sms.received";
+	buf.ev.channel = "sms";
+	buf.ev.address = "+15550000001";
+	buf.ev.dedupe_key = NULL;
+	buf.ev.properties_json = NULL;
+	buf.ev.occurred_ms = 0;
+	int st = 0;
+	ASSERT_EQ_INT(ng_plugin_services.report_event(&g->self, &buf.ev, on_reported, &st), 0);
+	ASSERT_EQ_INT(st, 1);
+	ASSERT_EQ_INT(seen.calls, 1);
+	ASSERT_EQ_INT(seen.size, sizeof(struct nudge_event_report));
+	ASSERT_EQ_INT(seen.has_link, 0);
+	ASSERT_EQ_STR(seen.name, "sms.received");
+	/* The full 1.2 report passes its links; anything shorter than 1.1 is refused. */
+	struct nudge_event_report full = {.struct_size = sizeof full,
+	                                  .name = "messenger.message",
+	                                  .channel = "messenger",
+	                                  .address = "1001",
+	                                  .customer_ref = "cust-1"};
+	st = 0;
+	ASSERT_EQ_INT(ng_plugin_services.report_event(&g->self, &full, on_reported, &st), 0);
+	ASSERT_EQ_INT(seen.has_link, 1);
+	full.struct_size = NUDGE_EVENT_REPORT_SIZE_1_1 - 8;
+	ASSERT_EQ_INT(ng_plugin_services.report_event(&g->self, &full, on_reported, &st), -EINVAL);
+	ASSERT_EQ_INT(seen.calls, 2);
+	ng_conf_free(conf);
+	unlink(path);
+	free(dir);
+	rig_close(&r);
+}
+
 /* make -C contrib/plugin-example, with nothing but the header, then load and use the result. */
 static void test_contrib_example_builds_from_the_header_alone(void)
 {
@@ -610,6 +692,6 @@ NG_TESTS(NG_TEST(test_refusals_each_with_a_sentence_while_good_ones_load),
          NG_TEST(test_send_results_come_later_exactly_once),
          NG_TEST(test_completion_inside_send_is_held_to_the_next_turn),
          NG_TEST(test_shutdown_gives_back_outstanding_sends),
-         NG_TEST(test_webhook_reaches_the_instance),
+         NG_TEST(test_webhook_reaches_the_instance), NG_TEST(test_event_reports_of_every_minor),
          NG_TEST(test_contrib_example_builds_from_the_header_alone),
          NG_TEST(test_file_sink_appends_messages), )

@@ -203,6 +203,10 @@ static void test_serve_healthz_reload_and_drain(void)
 	ASSERT_CONTAINS(body, "\"database\"");
 	ASSERT_CONTAINS(body, "\"loop_lag_ms\"");
 	ASSERT_EQ_INT(http_get(port, "/nope", body, sizeof body), 404);
+	/* The shared HTTP client is one of the components, and /metrics shows it. */
+	static char metrics[65536];
+	ASSERT_EQ_INT(http_get(port, "/metrics", metrics, sizeof metrics), 200);
+	ASSERT_CONTAINS(metrics, "nudge_http_client_in_flight 0");
 
 	/* SIGHUP re-reads the file: switch the log to JSON and see it take effect. */
 	snprintf(conf, sizeof conf,

@@ -8,8 +8,9 @@
  * against the declared keys, and only then calls init(). A plugin never links against nudge:
  * everything it may ask of the daemon arrives as the table of function pointers in struct
  * nudge_host (log, configuration, HTTP, sender threads for blocking libraries, timers, metrics,
- * time). It never sees the event loop or the database. An accepted plugin stays mapped until the
- * process exits. This header needs only the C standard library, so a plugin outside the nudge
+ * time, and since 1.1 reports of what a provider said later: delivery statuses, consent, events).
+ * It never sees the event loop or the database. An accepted plugin stays mapped until the process
+ * exits. This header needs only the C standard library, so a plugin outside the nudge
  * tree builds with
  *
  *   cc -std=c11 -shared -fPIC -Wl,-z,defs -I/usr/local/include -o NAME.so NAME.c
@@ -46,13 +47,19 @@ extern "C" {
  * services).
  *
  * History (newest first; never edit an entry, add one):
+ *   1.2  2026-12-02  Identity links. Event report: customer_ref, customer_email, customer_phone
+ *                    (appended): the provider says whose address this is (Messenger PSIDs).
+ *   1.1  2026-12-02  Provider feedback. Send result: segments, encoding (appended). Descriptor:
+ *                    reconcile (was reserved[0]). Host services report_status, report_consent,
+ *                    report_event (were reserved[0..2]) with structs nudge_status_report,
+ *                    nudge_consent_report, nudge_event_report. http_request is served.
  *   1.0  2026-11-24  First version. Descriptor with config keys and callbacks init, send, inbound,
  *                    health, shutdown; message, send result, inbound request/response, health;
  *                    host services log, instance_name, config_*, http_request, sender_threads,
  *                    run_on_sender, timer_start/timer_cancel, metric_add, now_ms.
  */
 #define NUDGE_PLUGIN_ABI_MAJOR 1
-#define NUDGE_PLUGIN_ABI_MINOR 0
+#define NUDGE_PLUGIN_ABI_MINOR 2
 
 /* The one symbol nudge looks up. */
 #define NUDGE_PLUGIN_ENTRY_SYMBOL "nudge_plugin_entry"
@@ -179,7 +186,16 @@ struct nudge_send_result {
 	int32_t suppress;
 	/* The provider's status code (SMTP reply, HTTP status); 0: none. */
 	int32_t code;
+	/* 1.1: the billable parts the provider splits the message into (SMS segments); 0: unknown
+	 * or not applicable. */
+	int32_t segments;
+	uint32_t reserved1;
+	/* 1.1: how the body was encoded for the wire ("GSM-7", "UCS-2"); NULL: not applicable. */
+	const char *encoding;
 };
+
+/* The size of a 1.0 send result: the host accepts any result at least this large. */
+#define NUDGE_SEND_RESULT_SIZE_1_0 40
 
 /* Called exactly once per send, on the loop thread, never from inside send(). */
 typedef void nudge_send_done_fn(void *done_arg, const struct nudge_send_result *result);
@@ -275,7 +291,18 @@ struct nudge_plugin {
 	 */
 	void (*shutdown)(void *state, void (*done)(void *arg), void *arg);
 
-	void *reserved[8]; /* NULL; later minors fill these */
+	/*
+	 * 1.1. Looks up a message whose earlier attempt ended NUDGE_SEND_AMBIGUOUS (the provider
+	 * may have it), before nudge sends it again; msg is that message, same key. done(done_arg,
+	 * result) as for send: SENT (found; provider_id), RETRY (the provider does not have it:
+	 * safe to send), FAILED (found, and it failed), or AMBIGUOUS (still cannot tell). Same
+	 * rules as send: never blocks, done exactly once, later. Optional (NULL: nudge decides by
+	 * itself).
+	 */
+	void (*reconcile)(void *state, const struct nudge_message *msg, nudge_send_done_fn *done,
+	                  void *done_arg);
+
+	void *reserved[7]; /* NULL; later minors fill these */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -320,6 +347,80 @@ struct nudge_http_response {
 };
 
 typedef void nudge_http_done_fn(void *arg, const struct nudge_http_response *response);
+
+/* ---------------------------------------------------------------------------------------------
+ * 1.1: what a provider tells a plugin later (status callbacks, replies), reported to nudge.
+ * Reports are copied before the report_* call returns.
+ */
+
+/* Delivery states, in the order they can follow each other: a report whose state ranks below
+ * the one recorded is stale (callbacks arrive out of order) and nudge ignores it. */
+enum {
+	NUDGE_DELIVERY_QUEUED = 1,      /* accepted, waiting at the provider */
+	NUDGE_DELIVERY_SENT = 2,        /* handed to the carrier / network */
+	NUDGE_DELIVERY_DELIVERED = 3,   /* final: on the handset */
+	NUDGE_DELIVERY_UNDELIVERED = 4, /* final: the carrier could not deliver it */
+	NUDGE_DELIVERY_FAILED = 5,      /* final: the provider could not send it */
+};
+
+/* The rank of a delivery state for ordering (queued 1, sent 2, the final states 3). */
+#define NUDGE_DELIVERY_RANK(s) ((s) >= NUDGE_DELIVERY_DELIVERED ? 3 : (s))
+
+struct nudge_status_report {
+	uint32_t struct_size;
+	int32_t status;              /* NUDGE_DELIVERY_* */
+	const char *provider_id;     /* the id the send result carried ("SM…") */
+	const char *message_key;     /* nudge_message.key when the provider echoes it; else NULL */
+	const char *provider_status; /* the provider's own word: "undelivered" */
+	const char *recipient;       /* the address it went to (E.164…); NULL if unknown */
+	int32_t error_code;          /* the provider's error code (Twilio 30003…); 0: none */
+	/* 1: the address is bad for good (an unknown or landline number): suppress it. */
+	int32_t suppress;
+	int64_t occurred_ms; /* when it happened by the provider's account; 0: now */
+};
+
+/* A recipient withdrew (STOP) or gave again (START) consent to be messaged on a channel. */
+struct nudge_consent_report {
+	uint32_t struct_size;
+	int32_t granted;         /* 0: withdrawn, 1: given */
+	const char *channel;     /* "sms" */
+	const char *address;     /* the recipient's address on that channel (E.164…) */
+	const char *keyword;     /* what they sent, normalised ("STOP"); NULL if not a keyword */
+	const char *source;      /* one line: "inbound STOP", "provider error 21610" */
+	const char *provider_id; /* the provider's id of the message that said so; NULL: none */
+	int64_t occurred_ms;     /* 0: now */
+};
+
+/* An event about a customer, as if it had arrived at POST /v1/events. */
+struct nudge_event_report {
+	uint32_t struct_size;
+	uint32_t reserved0;
+	const char *name;            /* "sms.received" */
+	const char *channel;         /* the channel the customer is known by on: "sms" */
+	const char *address;         /* their address on it, which finds the customer */
+	const char *dedupe_key;      /* the provider's id: a redelivered webhook is one event */
+	const char *properties_json; /* a JSON object; NULL: {} */
+	int64_t occurred_ms;         /* 0: now */
+	/*
+	 * 1.2: whose address this is, when the provider's event says so — a Messenger PSID is
+	 * page-scoped and means nothing until it is linked. Before the event is attributed, nudge
+	 * records `address` on `channel` as an identity of the customer found by customer_ref (an
+	 * opaque reference the store minted and put into an m.me link or a plugin's ref), else by
+	 * customer_email, else by customer_phone (both as the person typed them; nudge
+	 * normalises). All NULL: no link, the address alone finds the customer. A 1.1 host ignores
+	 * these fields (check host->abi_minor >= 2).
+	 */
+	const char *customer_ref;
+	const char *customer_email;
+	const char *customer_phone;
+};
+
+/* The size of a 1.1 event report: the host accepts any report at least this large. */
+#define NUDGE_EVENT_REPORT_SIZE_1_1 56
+
+/* status 0: recorded (committed); a negative errno value: not recorded (answer the provider so
+ * that it retries, if it does). */
+typedef void nudge_report_done_fn(void *arg, int status);
 
 struct nudge_host {
 	uint32_t struct_size; /* sizeof(struct nudge_host) of the daemon */
@@ -384,7 +485,22 @@ struct nudge_host {
 	/* Milliseconds since the Unix epoch, on nudge's clock. Any thread. */
 	int64_t (*now_ms)(struct nudge_instance *self);
 
-	void (*reserved[16])(void); /* NULL; later minors fill these */
+	/*
+	 * 1.1. Report what a provider said later: a delivery status of a message this instance
+	 * sent, a consent given or withdrawn at the provider, an event about a customer. Each
+	 * returns 0 and calls done(arg, status) once on the loop thread — possibly before it
+	 * returns — or returns a negative errno value and never calls done (-ENOSYS: this nudge
+	 * records no such report; -EINVAL: a required field is missing). Answer a webhook only
+	 * after done, so that a 2xx means nudge has it. Loop thread.
+	 */
+	int (*report_status)(struct nudge_instance *self, const struct nudge_status_report *r,
+	                     nudge_report_done_fn *done, void *arg);
+	int (*report_consent)(struct nudge_instance *self, const struct nudge_consent_report *r,
+	                      nudge_report_done_fn *done, void *arg);
+	int (*report_event)(struct nudge_instance *self, const struct nudge_event_report *r,
+	                    nudge_report_done_fn *done, void *arg);
+
+	void (*reserved[13])(void); /* NULL; later minors fill these */
 };
 
 /* The entry point every plugin defines, exported: `NUDGE_PLUGIN_EXPORT const struct nudge_plugin
@@ -393,7 +509,7 @@ NUDGE_PLUGIN_EXPORT const struct nudge_plugin *nudge_plugin_entry(void);
 typedef const struct nudge_plugin *nudge_plugin_entry_fn(void);
 
 /*
- * The sizes of ABI 1.0 on LP64 (x86-64, arm64). A change here is an ABI change: append instead, or
+ * The sizes of ABI 1.2 on LP64 (x86-64, arm64). A change here is an ABI change: append instead, or
  * take a reserved slot, and record the version above.
  */
 #ifdef __cplusplus
@@ -404,7 +520,9 @@ typedef const struct nudge_plugin *nudge_plugin_entry_fn(void);
 #if defined(__LP64__) || defined(_LP64)
 NUDGE_STATIC_ASSERT(sizeof(struct nudge_config_key) == 32, "nudge ABI: nudge_config_key changed");
 NUDGE_STATIC_ASSERT(sizeof(struct nudge_message) == 136, "nudge ABI: nudge_message changed");
-NUDGE_STATIC_ASSERT(sizeof(struct nudge_send_result) == 40, "nudge ABI: nudge_send_result changed");
+NUDGE_STATIC_ASSERT(sizeof(struct nudge_send_result) == 56, "nudge ABI: nudge_send_result changed");
+NUDGE_STATIC_ASSERT(offsetof(struct nudge_send_result, segments) == NUDGE_SEND_RESULT_SIZE_1_0,
+                    "nudge ABI: the 1.0 send result is a prefix of the 1.1 one");
 NUDGE_STATIC_ASSERT(sizeof(struct nudge_inbound_request) == 72,
                     "nudge ABI: inbound request changed");
 NUDGE_STATIC_ASSERT(sizeof(struct nudge_inbound_response) == 48,
@@ -415,6 +533,12 @@ NUDGE_STATIC_ASSERT(sizeof(struct nudge_http_request) == 88,
                     "nudge ABI: nudge_http_request changed");
 NUDGE_STATIC_ASSERT(sizeof(struct nudge_http_response) == 56, "nudge ABI: http response changed");
 NUDGE_STATIC_ASSERT(sizeof(struct nudge_host) == 264, "nudge ABI: nudge_host changed");
+NUDGE_STATIC_ASSERT(sizeof(struct nudge_status_report) == 56, "nudge ABI: status report changed");
+NUDGE_STATIC_ASSERT(sizeof(struct nudge_consent_report) == 56, "nudge ABI: consent report changed");
+NUDGE_STATIC_ASSERT(sizeof(struct nudge_event_report) == 80, "nudge ABI: event report changed");
+NUDGE_STATIC_ASSERT(offsetof(struct nudge_event_report, customer_ref) ==
+                        NUDGE_EVENT_REPORT_SIZE_1_1,
+                    "nudge ABI: the 1.1 event report is a prefix of the 1.2 one");
 #endif
 NUDGE_STATIC_ASSERT(offsetof(struct nudge_plugin, abi_major) == 0 &&
                         offsetof(struct nudge_plugin, abi_minor) == 4 &&

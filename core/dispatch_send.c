@@ -1,0 +1,174 @@
+/*
+ * dispatch_send.c — one claimed message on its way to a plugin. The claim brought the policy's
+ * verdict: a refusal becomes a skip with its reason. Otherwise the render data is built from the
+ * stored snapshot (plus customer, store, message and, for marketing, unsubscribe_url, as
+ * core/msgtmpl.h describes), the template is rendered here on the loop thread (templates are
+ * parsed once at load, so a render is a short walk over the data), and the message is handed to
+ * its plugin instance. The plugin's completion goes to dispatch_result.c.
+ */
+#include "dispatch_int.h"
+#include "ng.h"
+#include "plugin_host.h"
+#include "unsubscribe.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void dispatch_msg_free(struct dispatch_msg *m)
+{
+	if (m->rendered) {
+		ng_msgtmpl_rendered_free(m->rendered);
+		free(m->rendered);
+	}
+	json_decref(m->data);
+	json_decref(m->customer);
+	free(m->channel);
+	free(m->template_);
+	free(m->recipient);
+	free(m->key);
+	free(m->unsub_url);
+	free((char *)m->msg.recipient_name);
+	free(m);
+}
+
+static void on_sent(void *arg, const struct nudge_send_result *r)
+{
+	struct dispatch_msg *m = arg;
+	m->sending = 0;
+	if (!m->d) { /* given back by a drain that ran out of time: nothing more to record */
+		dispatch_msg_free(m);
+		return;
+	}
+	dispatch_result_from_send(m, r);
+}
+
+static const char *col(PGresult *res, int i, int c)
+{
+	return PQgetisnull(res, i, c) ? NULL : PQgetvalue(res, i, c);
+}
+
+static json_t *render_data(struct dispatch_msg *m, const char *snapshot)
+{
+	const struct ng_dispatch_options *o = &m->d->opt;
+	json_t *data = snapshot ? json_loads(snapshot, 0, NULL) : NULL;
+	if (!json_is_object(data)) {
+		json_decref(data);
+		data = json_object();
+	}
+	json_object_set(data, "customer", m->customer);
+	json_t *store = json_object();
+	if (o->store_name)
+		json_object_set_new(store, "name", json_string(o->store_name));
+	if (o->store_address)
+		json_object_set_new(store, "postal_address", json_string(o->store_address));
+	if (o->store_base_url)
+		json_object_set_new(store, "base_url", json_string(o->store_base_url));
+	if (o->store_timezone)
+		json_object_set_new(store, "timezone", json_string(o->store_timezone));
+	json_object_set_new(data, "store", store);
+	json_object_set_new(data, "message",
+	                    json_pack("{s:I, s:s}", "id", (json_int_t)m->mid, "key", m->key));
+	if (m->unsub_url)
+		json_object_set_new(data, "unsubscribe_url", json_string(m->unsub_url));
+	return data;
+}
+
+static char *display_name(const json_t *customer)
+{
+	const char *f = json_string_value(json_object_get(customer, "first_name"));
+	const char *l = json_string_value(json_object_get(customer, "last_name"));
+	if (f && l)
+		return ng_xasprintf("%s %s", f, l);
+	if (f || l)
+		return ng_xstrdup(f ? f : l);
+	return NULL;
+}
+
+static void unsubscribe_url(struct dispatch_msg *m)
+{
+	const struct ng_dispatch_options *o = &m->d->opt;
+	char tok[NG_UNSUB_TOKEN_LEN + 1];
+	if (!o->store_base_url || !o->unsubscribe_secret ||
+	    ng_unsub_token(o->unsubscribe_secret, o->unsubscribe_secret_len, m->cid, m->channel,
+	                   m->mid, tok, sizeof tok) != 0)
+		return;
+	size_t n = strlen(o->store_base_url);
+	while (n > 0 && o->store_base_url[n - 1] == '/')
+		n--;
+	m->unsub_url = ng_xasprintf("%.*s/u/%s", (int)n, o->store_base_url, tok);
+}
+
+void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i)
+{
+	struct ng_dispatch *d = lane->d;
+	struct dispatch_msg *m = ng_xcalloc(1, sizeof *m);
+	m->d = d;
+	m->lane = lane;
+	m->cid = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+	m->mid = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+	m->attempt = atoi(PQgetvalue(res, i, 2));
+	m->channel = ng_xstrdup(PQgetvalue(res, i, 3));
+	m->template_ = ng_xstrdup(PQgetvalue(res, i, 4));
+	m->purpose = strcmp(PQgetvalue(res, i, 5), "transactional") == 0
+	                 ? NUDGE_PURPOSE_TRANSACTIONAL
+	                 : NUDGE_PURPOSE_MARKETING;
+	const char *addr = col(res, i, 7), *verdict = col(res, i, 8), *cust = col(res, i, 9);
+	m->recipient = addr ? ng_xstrdup(addr) : NULL;
+	m->key = ng_xasprintf("nudge-%lld-%lld", (long long)m->cid, (long long)m->mid);
+	m->customer = cust ? json_loads(cust, 0, NULL) : NULL;
+	if (!m->customer)
+		m->customer = json_object();
+	dispatch_inflight_add(d, m);
+
+	if (d->closing) { /* claimed while the drain began: back to the queue, unsent */
+		dispatch_result_give_back(m, "given back: the dispatcher is stopping");
+		return;
+	}
+	if (verdict) {
+		dispatch_result_not_sent(m, "skipped", verdict);
+		return;
+	}
+	if (m->purpose == NUDGE_PURPOSE_MARKETING)
+		unsubscribe_url(m);
+	m->data = render_data(m, col(res, i, 6));
+	m->rendered = ng_xcalloc(1, sizeof *m->rendered);
+	char err[512] = "";
+	int rc = ng_msgtmpl_render(d->opt.templates, m->template_, m->data, m->rendered, err,
+	                           sizeof err);
+	if (rc) {
+		char *why = ng_xasprintf("render: %s", err[0] ? err : ng_strerror(rc));
+		dispatch_result_not_sent(m, "failed", why);
+		free(why);
+		return;
+	}
+	const struct ng_rendered_message *r = m->rendered;
+	if (r->purpose && strcmp(r->purpose, "marketing") == 0 &&
+	    m->purpose != NUDGE_PURPOSE_MARKETING) {
+		/* The template says marketing: it is, whatever the workflow claimed. */
+		dispatch_result_not_sent(m, "failed",
+		                         "render: a marketing template queued as transactional");
+		return;
+	}
+	m->msg = (struct nudge_message){
+	    .struct_size = sizeof m->msg,
+	    .purpose = m->purpose,
+	    .id = m->mid,
+	    .attempt = (uint32_t)m->attempt,
+	    .key = m->key,
+	    .channel = m->channel,
+	    .recipient = m->recipient,
+	    .recipient_name = display_name(m->customer),
+	    .from_name = r->from_name,
+	    .subject = r->subject,
+	    .text = r->text,
+	    .html = r->html,
+	    .body = r->body,
+	    .unsubscribe_url = m->purpose == NUDGE_PURPOSE_MARKETING ? m->unsub_url : NULL,
+	};
+	m->sending = 1;
+	rc = ng_plugin_send(lane->plugin, &m->msg, on_sent, m);
+	if (rc) {
+		m->sending = 0;
+		dispatch_result_give_back(m, "given back: the plugin takes no more sends");
+	}
+}

@@ -1,0 +1,94 @@
+#!/bin/sh
+# tests/bench/bench_smtp.sh — the dispatcher's email throughput against postfix's smtp-sink, beside
+# postfix's own smtp-source driving the same sink with the same number of connections in the same
+# run. nudge's figure covers the whole path: claiming rows from PostgreSQL, the policy check,
+# rendering, the smtp plugin (libESMTP on the sender threads) and writing every result back.
+#
+#   MESSAGES   messages each side sends (default 100000)
+#   SIZE       message size in bytes (default 10240)
+#   CONNS      SMTP connections, both sides (default 4)
+#
+# Goal: nudge ≥ 0.7 × smtp-source.
+set -eu
+cd "$(dirname "$0")/../.."
+top=$(pwd)
+MESSAGES=${MESSAGES:-100000}
+SIZE=${SIZE:-10240}
+CONNS=${CONNS:-4}
+work=$(mktemp -d /tmp/nudge-bench-smtp-XXXXXX)
+sinkpid=""
+nudgepid=""
+cleanup() {
+	[ -n "$nudgepid" ] && kill "$nudgepid" 2>/dev/null && wait "$nudgepid" 2>/dev/null || true
+	[ -n "$sinkpid" ] && kill "$sinkpid" 2>/dev/null || true
+	tests/pg.sh stop "$work/pg" >/dev/null 2>&1 || true
+	[ -n "${KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+now_ms() { date +%s%3N; }
+port=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 ))
+if [ "$(id -u)" -eq 0 ]; then sinkuser="-u nobody"; else sinkuser=""; fi
+# shellcheck disable=SC2086
+/usr/sbin/smtp-sink $sinkuser 127.0.0.1:$port 1024 &
+sinkpid=$!
+sleep 0.3
+
+echo "messages: $MESSAGES of $SIZE bytes, $CONNS connections, sink: smtp-sink 127.0.0.1:$port"
+
+# The baseline: smtp-source, one session per connection kept open (-d), as nudge keeps them.
+src="/usr/sbin/smtp-source -s $CONNS -l $SIZE -m $MESSAGES -d -f shop@example.com -t to@example.org 127.0.0.1:$port"
+echo "baseline: $src"
+t0=$(now_ms)
+$src
+t1=$(now_ms)
+base_ms=$((t1 - t0))
+
+conninfo=$(tests/pg.sh start "$work/pg")
+build/nudge migrate --conninfo "$conninfo" >/dev/null 2>&1
+psql "$conninfo" -qAt -v ON_ERROR_STOP=1 -c "
+	WITH c AS (INSERT INTO customers (email) SELECT 'b' || g || '@example.org'
+	           FROM generate_series(1, $MESSAGES) g RETURNING id)
+	INSERT INTO messages (customer_id, channel, template, purpose, next_attempt_at, data)
+	SELECT id, 'email', 'bench', 'transactional', now() + interval '1 day',
+	       jsonb_build_object('subject', 'bench ' || id,
+	                          'text', left(repeat(md5(id::text) || E'\n', $SIZE / 33 + 1), $SIZE))
+	FROM c" >/dev/null
+# Queued for tomorrow while the daemon starts; due now once it runs.
+cat >"$work/nudge.conf.lua" <<EOF
+return {
+  database = { conninfo = [[$conninfo]], pool_size = 4 },
+  http = { listen = "127.0.0.1:$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 ))" },
+  log = { level = "warn" },
+  paths = { plugins = "$top/build/plugins", workflows = "$work/wf" },
+  unsubscribe = { secret = "bench" },
+  senders = { threads = $CONNS },
+  dispatch = { batch = 512 },
+  channels = { { name = "email", plugin = "smtp", concurrency = 2048, config = {
+    host = "127.0.0.1", port = $port, starttls = "off", from = "shop@example.com",
+    connections = $CONNS, messages_per_session = 100 } } },
+}
+EOF
+mkdir -p "$work/wf"
+build/nudge serve --config "$work/nudge.conf.lua" 2>"$work/nudge.log" &
+nudgepid=$!
+echo "$nudgepid" >"$work/nudge.pid"
+sleep 1
+t0=$(now_ms)
+psql "$conninfo" -qAt -c "UPDATE messages SET next_attempt_at = now(); NOTIFY nudge_messages" >/dev/null
+while :; do
+	sent=$(psql "$conninfo" -qAt -c "SELECT count(*) FROM messages WHERE status <> 'queued' AND status <> 'sending'")
+	[ "$sent" -ge "$MESSAGES" ] && break
+	kill -0 "$nudgepid" 2>/dev/null || { cat "$work/nudge.log"; exit 1; }
+	sleep 0.2
+done
+t1=$(now_ms)
+nudge_ms=$((t1 - t0))
+ok=$(psql "$conninfo" -qAt -c "SELECT count(*) FROM messages WHERE status = 'sent'")
+echo "nudge:    build/nudge serve (dispatcher + smtp plugin, concurrency 2048, $CONNS connections);" \
+	"$ok of $MESSAGES sent"
+awk -v n="$MESSAGES" -v b="$base_ms" -v d="$nudge_ms" 'BEGIN {
+	rb = n * 1000 / b; rd = n * 1000 / d;
+	printf "smtp-source: %d messages in %.2f s = %.0f msg/s\n", n, b / 1000, rb;
+	printf "nudge:       %d messages in %.2f s = %.0f msg/s\n", n, d / 1000, rd;
+	printf "ratio nudge / smtp-source = %.2f (goal >= 0.70)\n", rd / rb }'

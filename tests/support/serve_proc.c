@@ -1,0 +1,132 @@
+/*
+ * serve_proc.c — helpers for tests that run `nudge serve` as a subprocess (see serve_proc.h).
+ */
+#include "serve_proc.h"
+#include "migrate.h"
+#include "ng.h"
+#include "paths.h"
+#include "testlib.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void ng_test_schema_open(struct ng_test_schema *s)
+{
+	static int n;
+	snprintf(s->name, sizeof s->name, "ng_test_%d_%d", (int)getpid(), n++);
+	snprintf(s->conninfo, sizeof s->conninfo, "%s options='-c search_path=%s'", ng_test_pg(),
+	         s->name);
+	char *sql = ng_xasprintf("CREATE SCHEMA %s", s->name);
+	ng_test_pg_exec(sql);
+	free(sql);
+	char *dir = ng_paths_shipped("sql"), err[512];
+	int applied;
+	ASSERT(dir != NULL);
+	if (ng_migrate_run(s->conninfo, dir, &applied, err, sizeof err))
+		ng_test_fail(__FILE__, __LINE__, "migrate: %s", err);
+	free(dir);
+	s->pg = PQconnectdb(s->conninfo);
+	ASSERT_EQ_INT(PQstatus(s->pg), CONNECTION_OK);
+	PQclear(PQexec(s->pg, "SET client_min_messages = warning"));
+}
+
+void ng_test_schema_close(struct ng_test_schema *s)
+{
+	PQfinish(s->pg);
+	s->pg = NULL;
+}
+
+long long ng_test_q1(PGconn *pg, const char *fmt, ...)
+{
+	char sql[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof sql, fmt, ap);
+	va_end(ap);
+	PGresult *r = PQexec(pg, sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		ng_test_fail(__FILE__, __LINE__, "%s: %s", sql, PQresultErrorMessage(r));
+	long long v =
+	    PQntuples(r) == 0 || PQgetisnull(r, 0, 0) ? -1 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return v;
+}
+
+const char *ng_test_build_dir(void)
+{
+	static char p[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", p, sizeof p - 16);
+	ASSERT(n > 0);
+	p[n] = '\0';
+	*strrchr(p, '/') = '\0'; /* BUILD/tests */
+	*strrchr(p, '/') = '\0'; /* BUILD */
+	return p;
+}
+
+int ng_test_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	ASSERT_EQ_INT(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	socklen_t len = sizeof a;
+	getsockname(fd, (struct sockaddr *)&a, &len);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+pid_t ng_test_serve_spawn(const char *conf, const char *log)
+{
+	char bin[PATH_MAX];
+	snprintf(bin, sizeof bin, "%s/nudge", ng_test_build_dir());
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		execl(bin, "nudge", "serve", "--config", conf, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+int ng_test_serve_wait(pid_t pid, int ms)
+{
+	uint64_t deadline = ng_test_now_ms() + (uint64_t)ms;
+	for (;;) {
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (ng_test_now_ms() > deadline)
+			return -1;
+		usleep(5000);
+	}
+}
+
+char *ng_test_header(const char *data, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = data; p && *p; p = strstr(p, "\r\n")) {
+		if (p != data)
+			p += 2;
+		if (p[0] == '\r' && p[1] == '\n')
+			return NULL; /* end of the header */
+		if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
+			p += n + 1;
+			while (*p == ' ')
+				p++;
+			return ng_xstrndup(p, strcspn(p, "\r\n"));
+		}
+	}
+	return NULL;
+}
