@@ -18,6 +18,7 @@
 #include "migrate.h"
 #include "paths.h"
 #include "plugin_host.h"
+#include "policy.h"
 #include "privacy_api.h"
 #include "retention.h"
 #include "senders.h"
@@ -536,6 +537,41 @@ static void unsubscribe_secret(const struct ng_conf *conf, struct ng_daemon_part
 			       "stop working when nudge restarts");
 }
 
+/*
+ * The contact-pressure policy: checked now (a malformed window or period stops startup with the
+ * key), published to the database for the dispatcher's verdict, and again on every SIGHUP.
+ */
+static void close_policy(void *self, void (*done)(void *arg), void *arg)
+{
+	NG_UNUSED(self);
+	done(arg);
+}
+
+static void reload_policy(void *self, const struct ng_conf *conf)
+{
+	struct ng_daemon_parts *parts = self;
+	char err[512];
+	json_t *s = ng_policy_settings(conf, err, sizeof err);
+	if (!s) {
+		ng_error("policy", "%s; the policy in force is kept", err);
+		return;
+	}
+	ng_policy_publish(parts->db, s);
+	json_decref(s);
+}
+
+static int start_policy(struct ng_daemon *d, const struct ng_conf *conf,
+			struct ng_daemon_parts *parts, char *err, size_t errlen)
+{
+	json_t *s = ng_policy_settings(conf, err, errlen);
+	if (!s)
+		return -EINVAL;
+	ng_policy_publish(parts->db, s);
+	json_decref(s);
+	ng_daemon_add(d, "policy", parts, close_policy, reload_policy);
+	return 0;
+}
+
 static int start_dispatch(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
 			  struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
@@ -653,6 +689,9 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 		return rc;
 	start_retention(d, loop, conf, parts);
 	rc = start_intake(d, loop, conf, parts, err, errlen);
+	if (rc)
+		return rc;
+	rc = start_policy(d, conf, parts, err, errlen);
 	if (rc)
 		return rc;
 	unsubscribe_secret(conf, parts);

@@ -160,15 +160,22 @@ static void queue_send(struct wf_inst *in)
 	char *data = wf_json_dump(json_object_get(a, "data"));
 	const char *ch = json_string_value(json_object_get(a, "channel"));
 	const char *tpl = json_string_value(json_object_get(a, "template"));
+	char prio[24] = "0";
+	if (json_is_integer(json_object_get(a, "priority")))
+		snprintf(prio, sizeof prio, "%lld",
+		         (long long)json_integer_value(json_object_get(a, "priority")));
+	const char *quiet = json_string_value(json_object_get(a, "quiet_hours"));
+	const char *on_cap = json_string_value(json_object_get(a, "on_cap"));
 	wf_stmts_add(
 	    &in->st,
 	    "INSERT INTO messages (customer_id, instance_id, seq, workflow, channel, template,"
-	    " purpose, data, next_attempt_at, created_at, updated_at)"
-	    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)"
+	    " purpose, data, next_attempt_at, created_at, updated_at, priority, quiet_hours, on_cap)"
+	    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10, $11, $12)"
 	    " ON CONFLICT (customer_id, instance_id, seq) DO NOTHING",
-	    9, cid, iid, seq, in->workflow, ch, tpl,
+	    12, cid, iid, seq, in->workflow, ch, tpl,
 	    json_string_value(json_object_get(a, "purpose")), data,
-	    ng_wf_ts(wf_now(in->e), now, sizeof now));
+	    ng_wf_ts(wf_now(in->e), now, sizeof now), prio, quiet ? quiet : "defer",
+	    on_cap ? on_cap : "defer");
 	free(data);
 	in->new_sends++;
 	wf_inst_note(in, "send", "%s %s", ch, tpl);

@@ -31,7 +31,10 @@ return {
   exits = { "order.placed" },
 
   run = function(ctx)
-    ctx.send{ channel = "email", template = "we_miss_you", data = { code = "COMEBACK15" } }
+    -- on_cap = "drop": if frequency caps are full (say a birthday email went out today), skip
+    -- this nudge rather than send it late; the last-chance email still follows.
+    ctx.send{ channel = "email", template = "we_miss_you", data = { code = "COMEBACK15" },
+              on_cap = "drop" }
     ctx.wait("7d")
     ctx.send{ channel = "email", template = "last_chance", data = { code = "COMEBACK15" } }
     ctx.wait("7d")
