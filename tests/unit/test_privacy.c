@@ -168,7 +168,7 @@ static char *run_nudge(const char *cmd, const char *op, const char *who, int yes
 		dup2(fds[1], 1);
 		close(fds[0]);
 		close(fds[1]);
-		const char *argv[8];
+		const char *argv[10];
 		int n = 0;
 		argv[n++] = "nudge";
 		argv[n++] = cmd;
@@ -177,8 +177,10 @@ static char *run_nudge(const char *cmd, const char *op, const char *who, int yes
 		argv[n++] = who;
 		argv[n++] = "--conninfo";
 		argv[n++] = ng_test_pg();
-		if (yes)
+		if (yes == 1)
 			argv[n++] = "--yes";
+		if (yes == 2)
+			argv[n++] = "--direct";
 		argv[n] = NULL;
 		execv(nudge_bin(), (char *const *)argv);
 		_exit(127);
@@ -200,6 +202,12 @@ static char *run_nudge(const char *cmd, const char *op, const char *who, int yes
 	ASSERT_EQ_INT(waitpid(pid, &st, 0), pid);
 	*status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	return out;
+}
+
+/* `nudge events send FILE --direct`: the intake's own path into the database. */
+static char *run_events_send(const char *file, int *status)
+{
+	return run_nudge("events", "send", file, 2, status);
 }
 
 static char *run_cli(const char *op, const char *who, int yes, int *status)
@@ -342,6 +350,52 @@ static void test_forget_leaves_no_personal_data(void)
 	                "ng_address_hash($2)))",
 	                2, addrs),
 	              "2");
+
+	/* A later event with the same email and a marketing flag (as a store webhook carries it:
+	 * never explicit) makes a new customer but does not bring marketing back. */
+	char path[] = "/tmp/nudge-privacy-event-XXXXXX";
+	int fd = mkstemp(path);
+	ASSERT(fd >= 0);
+	FILE *f = fdopen(fd, "w");
+	fprintf(f,
+	        "{\"type\": \"customer.created\", \"customer\": {\"email\": \"%s\"},"
+	        " \"consent\": {\"email\": \"subscribed\"}, \"idempotency_key\": \"re-%s\"}",
+	        p.email, p.email);
+	fclose(f);
+	out = run_events_send(path, &st);
+	ASSERT_EQ_INT(st, 0);
+	free(out);
+	const char *e1[1] = {p.email};
+	ASSERT_EQ_STR(q(c, "SELECT count(*) FROM consents k JOIN customers c ON c.id = k.customer_id"
+	                   " WHERE c.email = $1 AND k.status = 'granted'",
+	                1, e1),
+	              "0");
+	ASSERT_EQ_STR(q(c, "SELECT ng_delivery_policy(c.id, 'email', 'marketing', c.email)"
+	                   " FROM customers c WHERE c.email = $1",
+	                1, e1),
+	              "suppressed:erased");
+	/* Only a new explicit opt-in, recorded as such, does. */
+	f = fopen(path, "w");
+	fprintf(f,
+	        "{\"type\": \"newsletter.signup\", \"customer\": {\"email\": \"%s\"},"
+	        " \"consent\": {\"email\": {\"state\": \"subscribed\", \"explicit\": true,"
+	        " \"source\": \"signup_form\", \"evidence\": {\"ip\": \"198.51.100.4\","
+	        " \"wording\": \"Email me offers\"}}}, \"idempotency_key\": \"optin-%s\"}",
+	        p.email, p.email);
+	fclose(f);
+	out = run_events_send(path, &st);
+	unlink(path);
+	ASSERT_EQ_INT(st, 0);
+	free(out);
+	ASSERT_EQ_STR(q(c, "SELECT k.source || ' ' || (k.evidence->>'explicit') || ' ' ||"
+	                   " (k.evidence->>'wording') FROM consents k JOIN customers c"
+	                   " ON c.id = k.customer_id WHERE c.email = $1 AND k.status = 'granted'",
+	                1, e1),
+	              "signup_form true Email me offers");
+	ASSERT_EQ_STR(q(c, "SELECT coalesce(ng_delivery_policy(c.id, 'email', 'marketing', c.email),"
+	                   " 'send') FROM customers c WHERE c.email = $1",
+	                1, e1),
+	              "send");
 
 	/* Forgetting twice changes nothing and says so. */
 	out = run_cli("forget", id, 1, &st);
