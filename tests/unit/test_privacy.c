@@ -168,19 +168,28 @@ static char *run_nudge(const char *cmd, const char *op, const char *who, int yes
 		dup2(fds[1], 1);
 		close(fds[0]);
 		close(fds[1]);
-		const char *argv[10];
+		const char *argv[14];
 		int n = 0;
 		argv[n++] = "nudge";
 		argv[n++] = cmd;
 		if (op)
 			argv[n++] = op;
-		argv[n++] = who;
+		if (who)
+			argv[n++] = who;
 		argv[n++] = "--conninfo";
 		argv[n++] = ng_test_pg();
 		if (yes == 1)
 			argv[n++] = "--yes";
 		if (yes == 2)
 			argv[n++] = "--direct";
+		if (yes == 3 || yes == 4) { /* suppress: the channel, and add's reason */
+			argv[n++] = "--channel";
+			argv[n++] = "sms";
+		}
+		if (yes == 3) {
+			argv[n++] = "--reason";
+			argv[n++] = "complaint";
+		}
 		argv[n] = NULL;
 		execv(nudge_bin(), (char *const *)argv);
 		_exit(127);
@@ -584,7 +593,41 @@ static void test_trace_and_why_tell_the_story(void)
 	PQfinish(c);
 }
 
-NG_TESTS(NG_TEST(test_trace_and_why_tell_the_story),
+/* `nudge suppress`: an added address is held back by the policy; lifting it lets it go again. */
+static void test_manual_suppression(void)
+{
+	PGconn *c = connect_pg();
+	struct person p;
+	plant(c, &p, "suppress");
+	char id[24];
+	snprintf(id, sizeof id, "%lld", p.id);
+	const char *ip[1] = {id};
+	const char *policy = "SELECT coalesce(ng_delivery_policy(id, 'sms', 'marketing', phone),"
+	                     " 'send') FROM customers WHERE id = $1";
+	ASSERT_EQ_STR(q(c, policy, 1, ip), "send");
+	int st;
+	char *out = run_nudge("suppress", "add", p.phone, 3, &st);
+	ASSERT_EQ_INT(st, 0);
+	ASSERT_CONTAINS(out, "suppressed sms");
+	free(out);
+	ASSERT_EQ_STR(q(c, policy, 1, ip), "suppressed:complaint");
+	out = run_nudge("suppress", "list", NULL, 4, &st);
+	ASSERT_EQ_INT(st, 0);
+	ASSERT_CONTAINS(out, p.phone);
+	free(out);
+	out = run_nudge("suppress", "remove", p.phone, 4, &st);
+	ASSERT_EQ_INT(st, 0);
+	ASSERT_CONTAINS(out, "lifted (complaint)");
+	free(out);
+	ASSERT_EQ_STR(q(c, policy, 1, ip), "send");
+	out = run_nudge("suppress", "add", "not-an-address", 3, &st);
+	ASSERT_EQ_INT(st, 1);
+	free(out);
+	PQfinish(c);
+}
+
+NG_TESTS(NG_TEST(test_manual_suppression),
+         NG_TEST(test_trace_and_why_tell_the_story),
          NG_TEST(test_export_has_consent_history_and_messages),
          NG_TEST(test_forget_leaves_no_personal_data),
          NG_TEST(test_retention_purges_only_old_finished_rows),
