@@ -103,8 +103,9 @@ END $$;
 -- so without a keyword, e.g. Twilio's 21610 on a send). A withdrawal also cancels that
 -- customer's queued marketing messages on the channel with the reason, like an unsubscribe link;
 -- it is no suppression (a STOP is not a bounce; a later START must work). A grant is an explicit
--- opt-in (ng_consent_may_grant with p_explicit) and lifts an `unsubscribed` suppression of the
--- address. A redelivered keyword (same provider message id) records nothing new.
+-- opt-in (ng_consent_may_grant with p_explicit) and lifts the address's suppressions for opting
+-- out or being unreachable (Twilio's 21610 on a send suppresses the number; START undoes it). A
+-- redelivered keyword (same provider message id) records nothing new.
 -- Returns {"status": "recorded"|"unchanged"|"unknown", "customer_id", "cancelled"}.
 CREATE FUNCTION ng_report_consent(p_channel text, p_address text, p_granted boolean,
                                   p_keyword text, p_source text, p_provider_id text,
@@ -149,8 +150,12 @@ BEGIN
            AND status IN ('queued', 'retry', 'deferred');
         GET DIAGNOSTICS n = ROW_COUNT;
     ELSE
+        -- A number that texts START is reachable and asked for messages: what blocked it for
+        -- opting out or for being unreachable goes; a complaint, a manual block or an erasure
+        -- stays.
         DELETE FROM suppressions
-         WHERE channel = p_channel AND reason = 'unsubscribed'
+         WHERE channel = p_channel
+           AND reason IN ('unsubscribed', 'stop', 'hard_bounce', 'invalid_address')
            AND address_hash IN (ng_address_hash(p_address),
                                 sha256(convert_to(p_address, 'UTF8')));
     END IF;

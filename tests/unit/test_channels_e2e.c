@@ -405,6 +405,31 @@ static void test_stop_and_start_keywords(void)
 	         again);
 	ASSERT_EQ_INT(wait_q(10000, 1, q), 1);
 	ASSERT_EQ_INT(tw_standin_count(tw), 1);
+	/* Twilio's 21610 on a send (they opted out at the carrier): failed, the number suppressed,
+	 * consent withdrawn; their START lifts both. */
+	long long eve = customer("eve@example.org", "+15551230005", "sms");
+	tw_standin_script(tw, "+15551230005", 400, 21610, 0, 0, 0);
+	long long blocked = queue_sms(eve, "0 s");
+	snprintf(q, sizeof q,
+	         "SELECT count(*) FROM consent_current WHERE customer_id = %lld AND"
+	         " status = 'withdrawn' AND source = 'provider_opt_out'",
+	         eve);
+	ASSERT_EQ_INT(wait_q(10000, 1, q), 1);
+	snprintf(q, sizeof q, "SELECT count(*) FROM messages WHERE id = %lld AND status = 'failed'",
+	         blocked);
+	ASSERT_EQ_INT(wait_q(10000, 1, q), 1);
+	ASSERT_EQ_INT(ng_test_q1(sc.pg, "SELECT count(*) FROM suppressions WHERE channel = 'sms'"
+	                                " AND address = '+15551230005'"),
+	              1);
+	tw_standin_script(tw, "+15551230005", 201, 0, 0, 0, 0);
+	ASSERT_EQ_INT(post_sms("+15551230005", "start"), 200);
+	ASSERT_EQ_INT(ng_test_q1(sc.pg, "SELECT count(*) FROM suppressions WHERE channel = 'sms'"
+	                                " AND address = '+15551230005'"),
+	              0);
+	long long unblocked = queue_sms(eve, "0 s");
+	snprintf(q, sizeof q, "SELECT count(*) FROM messages WHERE id = %lld AND status = 'sent'",
+	         unblocked);
+	ASSERT_EQ_INT(wait_q(10000, 1, q), 1);
 	/* A stranger's STOP is acknowledged and records nothing. */
 	ASSERT_EQ_INT(post_sms("+15559999999", "STOP"), 200);
 	ASSERT_EQ_INT(ng_test_q1(sc.pg, "SELECT count(*) FROM consents WHERE source ="
