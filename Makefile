@@ -5,6 +5,7 @@
 #   make check-fast    the same, normal build only
 #   make demo          a private PostgreSQL, the daemon with the shipped workflows, a sample event
 #   make bench         the benchmarks under tests/bench
+#   make chaos         crash tests (SIGKILLed daemons) and two daemons on one database, tests/chaos
 #   make install       PREFIX=/usr/local (DESTDIR honoured)
 #   make clean
 #
@@ -98,6 +99,11 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory build
 	@tests/bench/run.sh
+
+# Crash and multi-daemon tests against real `nudge serve` processes (tests/chaos/), minutes long.
+chaos: deps
+	@$(MAKE) --no-print-directory build
+	@tests/chaos/run.sh
 
 # libFuzzer targets tests/fuzz/fuzz_*.c, FUZZ_SECONDS each (default 600).
 fuzz: deps

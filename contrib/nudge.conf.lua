@@ -81,5 +81,16 @@ return {
     { name = "outbox", plugin = "file", channel = "email",
       config = { path = env("NUDGE_OUTBOX", "/tmp/nudge-outbox.txt") } },
   },
+  -- Contact pressure (docs/policy.md): texts only 08:00-21:00 in the recipient's time zone; at
+  -- most 1 marketing email a day and 3 a week, 2 marketing texts a week.
+  policy = {
+    quiet_hours = { sms = "08:00-21:00" },
+    caps = {
+      { channel = "email", max = 1, per = "1d" },
+      { channel = "email", max = 3, per = "7d" },
+      { channel = "sms", max = 2, per = "7d" },
+    },
+  },
+
   shutdown_timeout_ms = 10000,
 }

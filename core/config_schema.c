@@ -84,6 +84,16 @@ static const struct ng_conf_field paths_fields[] = {
 	END,
 };
 
+static const struct ng_conf_field workflows_fields[] = {
+	{"lease_ms", NG_CONF_INT, 0, "30000", NULL, 200, 3600000, NULL,
+	 "how long a node holds a claimed instance; a crashed node's work is taken over after this"},
+	{"batch", NG_CONF_INT, 0, "64", NULL, 1, 10000, NULL,
+	 "due instances (or inbox events) claimed at once"},
+	{"poll_ms", NG_CONF_INT, 0, "5000", NULL, 10, 600000, NULL,
+	 "look for other nodes' work at least this often (NOTIFY usually comes first)"},
+	END,
+};
+
 static const struct ng_conf_field senders_fields[] = {
 	{"threads", NG_CONF_INT, 0, "4", NULL, 1, 256, NULL,
 	 "threads for blocking channel libraries (libesmtp)"},
@@ -103,6 +113,48 @@ static const struct ng_conf_field retention_fields[] = {
 	 "sent, failed and skipped messages older than this are deleted (0: kept forever)"},
 	{"interval_s", NG_CONF_INT, 0, "3600", NULL, 60, 604800, NULL,
 	 "how often the purge runs"},
+	END,
+};
+
+static const struct ng_conf_field quiet_hours_fields[] = {
+	{"sms", NG_CONF_STRING, 0, "08:00-21:00", NULL, 0, 0, NULL,
+	 "when texts may go out, \"HH:MM-HH:MM\" in the recipient's time zone (\"\": any time)"},
+	{"email", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "when email may go out, \"HH:MM-HH:MM\" local (unset: any time)"},
+	{"messenger", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "when Messenger messages may go out, \"HH:MM-HH:MM\" local (unset: any time)"},
+	END,
+};
+
+static const struct ng_conf_field region_fields[] = {
+	{"prefix", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL,
+	 "phone prefix of the region, e.g. \"+33\"; the longest matching prefix wins"},
+	{"sms", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "the region's sending window for texts, \"HH:MM-HH:MM\" local"},
+	{"email", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL, "the region's window for email"},
+	{"messenger", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
+	 "the region's window for Messenger"},
+	END,
+};
+
+static const struct ng_conf_field cap_fields[] = {
+	{"channel", NG_CONF_STRING, 0, "any", "email|sms|messenger|any", 0, 0, NULL,
+	 "which marketing messages count: one channel's, or every channel's"},
+	{"max", NG_CONF_INT, 1, NULL, NULL, 0, 1000, NULL,
+	 "at most this many marketing messages per customer within `per`"},
+	{"per", NG_CONF_STRING, 1, NULL, NULL, 0, 0, NULL, "the period: \"1d\", \"7d\", \"12h\""},
+	END,
+};
+
+static const struct ng_conf_field policy_fields[] = {
+	{"transactional_exempt", NG_CONF_BOOL, 0, "true", NULL, 0, 0, NULL,
+	 "transactional messages ignore quiet hours (caps never apply to them)"},
+	{"quiet_hours", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, quiet_hours_fields,
+	 "sending windows per channel in the recipient's time zone (the store's when unknown)"},
+	{"regions", NG_CONF_LIST, 0, NULL, NULL, 0, 0, region_fields,
+	 "stricter windows by recipient phone prefix"},
+	{"caps", NG_CONF_LIST, 0, NULL, NULL, 0, 0, cap_fields,
+	 "frequency caps on marketing messages, across workflows"},
 	END,
 };
 
@@ -210,8 +262,12 @@ const struct ng_conf_field ng_conf_schema[] = {
 	{"senders", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, senders_fields, "the sender thread pool"},
 	{"intake", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, intake_fields,
 	 "event intake: /v1/events and the store webhooks"},
+	{"workflows", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, workflows_fields,
+	 "the workflow scheduler (docs/workflows.md)"},
 	{"channels", NG_CONF_LIST, 0, NULL, NULL, 0, 0, channel_fields,
 	 "channel plugin instances; several may share a plugin (two SMTP relays)"},
+	{"policy", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, policy_fields,
+	 "contact pressure: quiet hours and frequency caps (docs/policy.md)"},
 	{"admin", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, admin_fields, "the admin HTTP API"},
 	{"retention", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, retention_fields,
 	 "how long events and messages are kept"},

@@ -19,6 +19,7 @@
 #include "paths.h"
 #include "plugin_host.h"
 #include "plugin_reports.h"
+#include "policy.h"
 #include "privacy_api.h"
 #include "retention.h"
 #include "senders.h"
@@ -207,11 +208,13 @@ static int start_wf(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *
 		.db = parts->db,
 		.clock = parts->clock,
 		.default_timezone = ng_conf_str(conf, "store.timezone"),
-		.listen = 1,
 		/* Leases are real time, also on a demo clock that runs faster. */
-		.lease_ms = (int64_t)(30000 * (ng_clock_speed(parts->clock) > 1
-						   ? ng_clock_speed(parts->clock)
-						   : 1)),
+		.lease_ms = (int)((double)ng_conf_int(conf, "workflows.lease_ms") *
+				      (ng_clock_speed(parts->clock) > 1 ? ng_clock_speed(parts->clock)
+									 : 1)),
+		.batch = (int)ng_conf_int(conf, "workflows.batch"),
+		.poll_ms = (int)ng_conf_int(conf, "workflows.poll_ms"),
+		.listen = 1,
 	};
 	struct ng_wf_part *w = ng_xcalloc(1, sizeof *w);
 	w->dir = found;
@@ -535,6 +538,41 @@ static void unsubscribe_secret(const struct ng_conf *conf, struct ng_daemon_part
 			       "stop working when nudge restarts");
 }
 
+/*
+ * The contact-pressure policy: checked now (a malformed window or period stops startup with the
+ * key), published to the database for the dispatcher's verdict, and again on every SIGHUP.
+ */
+static void close_policy(void *self, void (*done)(void *arg), void *arg)
+{
+	NG_UNUSED(self);
+	done(arg);
+}
+
+static void reload_policy(void *self, const struct ng_conf *conf)
+{
+	struct ng_daemon_parts *parts = self;
+	char err[512];
+	json_t *s = ng_policy_settings(conf, err, sizeof err);
+	if (!s) {
+		ng_error("policy", "%s; the policy in force is kept", err);
+		return;
+	}
+	ng_policy_publish(parts->db, s);
+	json_decref(s);
+}
+
+static int start_policy(struct ng_daemon *d, const struct ng_conf *conf,
+			struct ng_daemon_parts *parts, char *err, size_t errlen)
+{
+	json_t *s = ng_policy_settings(conf, err, errlen);
+	if (!s)
+		return -EINVAL;
+	ng_policy_publish(parts->db, s);
+	json_decref(s);
+	ng_daemon_add(d, "policy", parts, close_policy, reload_policy);
+	return 0;
+}
+
 static int start_dispatch(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
 			  struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
@@ -658,6 +696,9 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 		return rc;
 	start_retention(d, loop, conf, parts);
 	rc = start_intake(d, loop, conf, parts, err, errlen);
+	if (rc)
+		return rc;
+	rc = start_policy(d, conf, parts, err, errlen);
 	if (rc)
 		return rc;
 	unsubscribe_secret(conf, parts);

@@ -18,12 +18,15 @@ enum ng_db_req_kind { NG_DB_REQ_QUERY, NG_DB_REQ_BATCH, NG_DB_REQ_INTERNAL };
 struct ng_db_req {
 	struct ng_db_req *next; /* in the pool queue or in one connection's in-flight FIFO */
 	enum ng_db_req_kind kind;
-	int nstmts;           /* the caller's statements */
-	int nqueries;         /* queries on the wire: a batch adds BEGIN and COMMIT */
-	char **sql;           /* nstmts entries */
-	int *nparams;         /* nstmts entries */
-	char ***params;       /* nstmts arrays of nparams[i] entries (NULL = SQL NULL) */
-	int done_queries;     /* queries whose results are complete (libpq returned NULL) */
+	int nstmts;       /* the caller's statements */
+	int nqueries;     /* queries on the wire: a batch adds BEGIN and COMMIT */
+	char **sql;       /* nstmts entries */
+	int *nparams;     /* nstmts entries */
+	char ***params;   /* nstmts arrays of nparams[i] entries (NULL = SQL NULL) */
+	int done_queries; /* wire queries whose results are complete (libpq returned NULL) */
+	int nwire;        /* queries on the wire, Parses of new prepared statements included */
+	int *wire;        /* per wire query: its results slot, or -(cache entry + 1) for a Parse */
+	int *by_name;     /* per results slot: cache entry + 1 when it ran by name, else 0 */
 	PGresult **results;   /* nqueries entries, the last result of each query */
 	uint64_t enqueued_ms; /* monotonic ms when submitted, for queue_timeout_ms */
 	ng_db_cb cb;
@@ -31,6 +34,15 @@ struct ng_db_req {
 	/* Internal requests: called with the outcome instead of a user callback. */
 	void (*internal_done)(struct ng_db_conn *c, struct ng_db_req *req, int status);
 	void *internal_arg;
+};
+
+/* A named prepared statement of one connection (db_prep.c). */
+#define NG_DB_PREP_MAX 64
+struct ng_db_prep {
+	char *sql; /* NULL: a free entry */
+	uint64_t hash;
+	int ready;   /* the server confirmed the Parse */
+	unsigned id; /* the name is ng_s<id>: never reused on a session */
 };
 
 /*
@@ -69,6 +81,8 @@ struct ng_db_conn {
 	int attempt;   /* failed attempts since the last success, for the backoff */
 	int ever_connected;
 	int listener; /* the dedicated LISTEN connection */
+	struct ng_db_prep prep[NG_DB_PREP_MAX];
+	unsigned prep_seq;
 };
 
 /* A LISTEN channel; sent is 1 once LISTEN went out on the current connection. */
@@ -109,11 +123,21 @@ struct ng_db {
 struct ng_db_req *ng_db_req_new(enum ng_db_req_kind kind, const struct ng_db_stmt *stmts,
                                 int nstmts);
 void ng_db_req_free(struct ng_db_req *req);
-int ng_db_req_send(struct ng_db_req *req, PGconn *pg);
+int ng_db_req_send(struct ng_db_req *req, struct ng_db_conn *c);
 /* Delivers the result gathered on the wire (or status when not 0), then frees req. */
 void ng_db_req_finish(ng_db *db, struct ng_db_conn *c, struct ng_db_req *req, int status,
                       const char *message);
 void ng_db_copy_message(char *dst, size_t cap, const char *src, const char *dflt);
+
+/* db_prep.c */
+/* The cache entry to execute sql by name, or -1 to send it unnamed. *fresh: the Parse must go
+ * out first (the entry is pending until ng_db_prep_result). */
+int ng_db_prep_find(struct ng_db_conn *c, const char *sql, int *fresh);
+void ng_db_prep_name(const struct ng_db_conn *c, int entry, char *buf, size_t len);
+void ng_db_prep_result(struct ng_db_conn *c, int entry, const PGresult *r);
+/* An execution by name failed: forget the entry if the statement itself went bad. */
+void ng_db_prep_check(struct ng_db_conn *c, int entry, const PGresult *r);
+void ng_db_prep_reset(struct ng_db_conn *c);
 
 /* db_conn.c */
 void ng_db_conn_init(ng_db *db, struct ng_db_conn *c, int index);

@@ -1,8 +1,8 @@
 /*
  * db_pipeline.c — the request traffic of one connected connection in pipeline mode: choosing
  * whether it takes more work, putting requests on the wire, flushing, and reading the results back
- * in order (the in-flight FIFO). After a failed batch the session is left inside an aborted
- * transaction, so a ROLLBACK follows it before anything else is sent.
+ * in order (the in-flight FIFO). A failed batch leaves the session inside an aborted transaction,
+ * so every batch is followed at once by a ROLLBACK of its own.
  */
 #include "db_int.h"
 
@@ -24,6 +24,14 @@ static void rollback_done(struct ng_db_conn *c, struct ng_db_req *req, int statu
 	ng_db_schedule(c->db);
 }
 
+static void send_rollback(struct ng_db_conn *c)
+{
+	struct ng_db_stmt st = {"ROLLBACK", 0, NULL};
+	struct ng_db_req *req = ng_db_req_new(NG_DB_REQ_INTERNAL, &st, 1);
+	req->internal_done = rollback_done;
+	ng_db_conn_submit(c, req);
+}
+
 /*
  * Puts a request on the wire (libpq's buffer; ng_db_conn_flush pushes it). On failure the
  * connection is lost; the request's sync never went out, so a caller's request is queued again.
@@ -31,7 +39,7 @@ static void rollback_done(struct ng_db_conn *c, struct ng_db_req *req, int statu
 int ng_db_conn_submit(struct ng_db_conn *c, struct ng_db_req *req)
 {
 	ng_db *db = c->db;
-	if (ng_db_req_send(req, c->pg) < 0) {
+	if (ng_db_req_send(req, c) < 0) {
 		char msg[512];
 		ng_db_copy_message(msg, sizeof(msg), PQerrorMessage(c->pg), "unknown error");
 		if (req->kind == NG_DB_REQ_INTERNAL) {
@@ -61,13 +69,16 @@ int ng_db_conn_submit(struct ng_db_conn *c, struct ng_db_req *req)
 	c->inflight_tail = req;
 	c->inflight++;
 	c->unflushed = 1;
+	ng_db_conn_set_state(c, NG_DBC_BUSY);
 	/*
-	 * After a batch nothing else goes on this connection until it is done: if it fails, the
-	 * session stays in an aborted transaction until the ROLLBACK we then send.
+	 * A failed batch leaves the session inside an aborted transaction, which would fail every
+	 * request pipelined behind it. So a ROLLBACK of its own (own sync) follows every batch at
+	 * once: after a committed batch it is a no-op (a notice, logged at debug), after a failed
+	 * one it ends the aborted transaction. Batches then pipeline like single queries instead of
+	 * costing a round trip each.
 	 */
 	if (req->kind == NG_DB_REQ_BATCH)
-		c->barrier = 1;
-	ng_db_conn_set_state(c, NG_DBC_BUSY);
+		send_rollback(c);
 	return 0;
 }
 
@@ -82,26 +93,6 @@ int ng_db_conn_flush(struct ng_db_conn *c)
 	c->unflushed = 0;
 	c->flushing = r == 1;
 	return ng_db_conn_watch(c);
-}
-
-static int batch_failed(const struct ng_db_req *req)
-{
-	for (int i = 0; i < req->nqueries; i++) {
-		ExecStatusType st =
-		    req->results[i] ? PQresultStatus(req->results[i]) : PGRES_FATAL_ERROR;
-		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY)
-			return 1;
-	}
-	return 0;
-}
-
-static void send_rollback(struct ng_db_conn *c)
-{
-	struct ng_db_stmt st = {"ROLLBACK", 0, NULL};
-	struct ng_db_req *req = ng_db_req_new(NG_DB_REQ_INTERNAL, &st, 1);
-	req->internal_done = rollback_done;
-	if (ng_db_conn_submit(c, req) == 0)
-		c->barrier = 1;
 }
 
 /*
@@ -122,18 +113,33 @@ int ng_db_conn_read(struct ng_db_conn *c)
 		struct ng_db_req *req = c->inflight_head;
 		PGresult *r = PQgetResult(c->pg);
 		if (!r) {
-			if (req->done_queries < req->nqueries) {
+			if (req->done_queries < req->nwire) {
 				req->done_queries++;
 				continue;
 			}
 			break; /* the sync has not arrived yet */
 		}
 		if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
-			if (req->done_queries < req->nqueries) {
-				/* Only the last result of a query is kept (one per statement here).
-				 */
-				PQclear(req->results[req->done_queries]);
-				req->results[req->done_queries] = r;
+			if (req->done_queries < req->nwire) {
+				int w = req->wire[req->done_queries];
+				int slot = w >= 0 ? w : req->wire[req->done_queries + 1];
+				if (w < 0)
+					ng_db_prep_result(c, -w - 1, r);
+				PGresult *old = req->results[slot];
+				if (w < 0 && PQresultStatus(r) == PGRES_COMMAND_OK) {
+					PQclear(r); /* a Parse that worked says nothing */
+				} else if (old && PQresultStatus(old) != PGRES_COMMAND_OK &&
+				           PQresultStatus(old) != PGRES_TUPLES_OK &&
+				           PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
+					PQclear(r); /* keep the Parse's error, not "aborted" */
+				} else {
+					/* Only the last result of a query is kept. */
+					PQclear(old);
+					req->results[slot] = r;
+					if (w >= 0 && req->by_name[slot] &&
+					    PQresultStatus(r) == PGRES_FATAL_ERROR)
+						ng_db_prep_check(c, req->by_name[slot] - 1, r);
+				}
 			} else {
 				/* libpq's own "connection lost" result, after the query's NULL. */
 				if (PQstatus(c->pg) == CONNECTION_OK)
@@ -151,11 +157,6 @@ int ng_db_conn_read(struct ng_db_conn *c)
 		req->next = NULL;
 		if (c->inflight == 0)
 			ng_db_conn_set_state(c, NG_DBC_READY);
-		if (req->kind == NG_DB_REQ_BATCH) {
-			c->barrier = 0;
-			if (batch_failed(req))
-				send_rollback(c);
-		}
 		ng_db_req_finish(c->db, c, req, 0, NULL);
 		if (c->state != NG_DBC_READY && c->state != NG_DBC_BUSY)
 			return -1; /* the ROLLBACK could not be sent */

@@ -20,6 +20,8 @@ struct ng_db_req *ng_db_req_new(enum ng_db_req_kind kind, const struct ng_db_stm
 	req->nparams = ng_xcalloc((size_t)nstmts, sizeof(int));
 	req->params = ng_xcalloc((size_t)nstmts, sizeof(char **));
 	req->results = ng_xcalloc((size_t)req->nqueries, sizeof(PGresult *));
+	req->wire = ng_xcalloc((size_t)req->nqueries * 2, sizeof(int));
+	req->by_name = ng_xcalloc((size_t)req->nqueries, sizeof(int));
 	for (int i = 0; i < nstmts; i++) {
 		req->sql[i] = ng_xstrdup(stmts[i].sql);
 		req->nparams[i] = stmts[i].nparams;
@@ -47,6 +49,8 @@ void ng_db_req_free(struct ng_db_req *req)
 	free(req->nparams);
 	free(req->params);
 	free(req->results);
+	free(req->wire);
+	free(req->by_name);
 	free(req);
 }
 
@@ -58,22 +62,56 @@ static int send_one(PGconn *pg, const char *sql, int nparams, char **params)
 	           : -1;
 }
 
+/* One caller statement, by name when the connection has (or now prepares) it; see db_prep.c. */
+static int send_stmt(struct ng_db_req *req, struct ng_db_conn *c, int slot, const char *sql,
+                     int nparams, char **params)
+{
+	int fresh;
+	int e = ng_db_prep_find(c, sql, &fresh);
+	req->by_name[slot] = e + 1;
+	if (e < 0) {
+		req->wire[req->nwire++] = slot;
+		return send_one(c->pg, sql, nparams, params);
+	}
+	char name[16];
+	ng_db_prep_name(c, e, name, sizeof name);
+	if (fresh) {
+		if (PQsendPrepare(c->pg, name, sql, nparams, NULL) != 1)
+			return -1;
+		req->wire[req->nwire++] = -(e + 1);
+	}
+	req->wire[req->nwire++] = slot;
+	return PQsendQueryPrepared(c->pg, name, nparams, (const char *const *)params, NULL, NULL,
+	                           0) == 1
+	           ? 0
+	           : -1;
+}
+
 /*
  * Queues the request's messages in libpq's output buffer: the queries, then one sync. A batch is
  * wrapped in BEGIN/COMMIT so that it is one transaction whatever the statements do. Returns -1
  * when libpq refused (the connection is broken): the request's sync never went out, so nothing of
  * it can have committed and it may be queued again.
  */
-int ng_db_req_send(struct ng_db_req *req, PGconn *pg)
+int ng_db_req_send(struct ng_db_req *req, struct ng_db_conn *c)
 {
-	if (req->kind == NG_DB_REQ_BATCH && send_one(pg, "BEGIN", 0, NULL) < 0)
-		return -1;
-	for (int i = 0; i < req->nstmts; i++)
-		if (send_one(pg, req->sql[i], req->nparams[i], req->params[i]) < 0)
+	int first = req->kind == NG_DB_REQ_BATCH ? 1 : 0;
+	req->nwire = 0;
+	req->done_queries = 0;
+	if (first) {
+		req->wire[req->nwire++] = 0;
+		if (send_one(c->pg, "BEGIN", 0, NULL) < 0)
 			return -1;
-	if (req->kind == NG_DB_REQ_BATCH && send_one(pg, "COMMIT", 0, NULL) < 0)
-		return -1;
-	return PQpipelineSync(pg) == 1 ? 0 : -1;
+	}
+	for (int i = 0; i < req->nstmts; i++)
+		if (send_stmt(req, c, first + i, req->sql[i], req->nparams[i], req->params[i]) < 0)
+			return -1;
+	if (first) {
+		req->wire[req->nwire++] = req->nqueries - 1;
+		if (send_one(c->pg, "COMMIT", 0, NULL) < 0)
+			return -1;
+	}
+	return PQpipelineSync(c->pg) == 1 ? 0 : -1;
 }
 
 /* Copies a libpq message without its trailing newline; dflt when there is none. */

@@ -132,6 +132,8 @@ void dispatch_result_from_send(struct dispatch_msg *m, const struct nudge_send_r
 /* m is not sent: status skipped (policy) or failed (cannot render), with the reason. */
 void dispatch_result_not_sent(struct dispatch_msg *m, const char *status, const char *reason);
 /* m goes back to the queue, due now (drain): queued as a retry that does not count. */
+/* Held back by the policy (quiet hours, a frequency cap) until until_ms; the reason is recorded. */
+void dispatch_result_defer(struct dispatch_msg *m, int64_t until_ms, const char *reason);
 void dispatch_result_give_back(struct dispatch_msg *m, const char *reason);
 /* Writes queued results now (one statement for the lot). */
 void dispatch_results_flush(struct ng_dispatch *d);

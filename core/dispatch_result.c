@@ -127,6 +127,13 @@ void dispatch_result_not_sent(struct dispatch_msg *m, const char *status, const 
 	      NULL, 0);
 }
 
+void dispatch_result_defer(struct dispatch_msg *m, int64_t until_ms, const char *reason)
+{
+	dispatch_limiter_refund(&m->lane->lim, 1);
+	ng_info("dispatch", "message %lld deferred: %s", (long long)m->mid, reason);
+	queue(m, "deferred", "deferred", NULL, reason, until_ms, NULL, 0);
+}
+
 void dispatch_result_give_back(struct dispatch_msg *m, const char *reason)
 {
 	struct ng_dispatch *d = m->d;

@@ -125,6 +125,13 @@ void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i, int
 		dispatch_result_give_back(m, "given back: the dispatcher is stopping");
 		return;
 	}
+	if (verdict && strncmp(verdict, "defer:", 6) == 0) {
+		/* "defer:<epoch ms>:<reason>" (ng_policy_verdict, sql/0007): due again then. */
+		char *end;
+		long long until = strtoll(verdict + 6, &end, 10);
+		dispatch_result_defer(m, (int64_t)until, *end == ':' ? end + 1 : verdict);
+		return;
+	}
 	if (verdict) {
 		dispatch_result_not_sent(m, "skipped", verdict);
 		return;

@@ -606,9 +606,10 @@ int ng_msgtmpl_render(const struct ng_msgtmpl_set *set, const char *name, const 
 	memset(out, 0, sizeof *out);
 	if (errlen)
 		err[0] = 0;
-	const struct msg *m = find_msg(set, name);
+	const struct msg *m = set ? find_msg(set, name) : NULL;
 	if (!m) {
-		snprintf(err, errlen, "no template '%s'", name);
+		snprintf(err, errlen, set ? "no template '%s'" : "no templates are loaded (for '%s')",
+		         name);
 		return -ENOENT;
 	}
 	if (!json_is_object(data)) {

@@ -150,10 +150,33 @@ static int ctx_send(lua_State *L)
 	int ty = lua_getfield(L, 1, "data");
 	if (ty != LUA_TNIL && ty != LUA_TTABLE)
 		return luaL_error(L, "ctx.send: data must be a table");
+	/* What the contact-pressure policy does with this message (docs/workflows.md). Journaled
+	 * only when given, so instances journaled before these options existed replay unchanged. */
+	lua_getfield(L, 1, "priority");
+	int has_prio = !lua_isnil(L, -1);
+	lua_Integer prio = 0;
+	if (has_prio && (!lua_isinteger(L, -1) || (prio = lua_tointeger(L, -1)) < -1000 ||
+	                 prio > 1000))
+		return luaL_error(L, "ctx.send: priority must be an integer from -1000 to 1000");
+	lua_getfield(L, 1, "quiet_hours");
+	const char *quiet = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
+	if (!lua_isnil(L, -1) && (!quiet || (strcmp(quiet, "defer") && strcmp(quiet, "skip"))))
+		return luaL_error(L, "ctx.send: quiet_hours must be \"defer\" or \"skip\"");
+	lua_getfield(L, 1, "on_cap");
+	const char *on_cap = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
+	if (!lua_isnil(L, -1) && (!on_cap || (strcmp(on_cap, "defer") && strcmp(on_cap, "drop"))))
+		return luaL_error(L, "ctx.send: on_cap must be \"defer\" or \"drop\"");
+	lua_pop(L, 3);
 	json_t *data = ty == LUA_TNIL ? json_object() : to_json(L, -1, "ctx.send data");
-	return request(L, "send",
-	               json_pack("{s:s, s:s, s:s, s:o}", "channel", ch, "template", tpl, "purpose",
-	                         purpose, "data", data));
+	json_t *args = json_pack("{s:s, s:s, s:s, s:o}", "channel", ch, "template", tpl, "purpose",
+	                         purpose, "data", data);
+	if (has_prio)
+		json_object_set_new(args, "priority", json_integer(prio));
+	if (quiet)
+		json_object_set_new(args, "quiet_hours", json_string(quiet));
+	if (on_cap)
+		json_object_set_new(args, "on_cap", json_string(on_cap));
+	return request(L, "send", args);
 }
 
 static int ctx_customer(lua_State *L)

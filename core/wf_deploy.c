@@ -28,7 +28,9 @@ static void append_error(struct deploy *d, const char *msg)
 	char *n = d->errors ? ng_xasprintf("%s\n%s", d->errors, msg) : ng_xstrdup(msg);
 	free(d->errors);
 	d->errors = n;
-	d->status = -EINVAL;
+	/* A refused file is a configuration problem: the others deploy, and the daemon runs them
+	 * (a database failure overrides this with its own code, and the daemon retries). */
+	d->status = NG_ECONFIG;
 }
 
 static void finish(struct deploy *d)

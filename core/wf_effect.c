@@ -160,15 +160,22 @@ static void queue_send(struct wf_inst *in)
 	char *data = wf_json_dump(json_object_get(a, "data"));
 	const char *ch = json_string_value(json_object_get(a, "channel"));
 	const char *tpl = json_string_value(json_object_get(a, "template"));
+	char prio[24] = "0";
+	if (json_is_integer(json_object_get(a, "priority")))
+		snprintf(prio, sizeof prio, "%lld",
+		         (long long)json_integer_value(json_object_get(a, "priority")));
+	const char *quiet = json_string_value(json_object_get(a, "quiet_hours"));
+	const char *on_cap = json_string_value(json_object_get(a, "on_cap"));
 	wf_stmts_add(
 	    &in->st,
 	    "INSERT INTO messages (customer_id, instance_id, seq, workflow, channel, template,"
-	    " purpose, data, next_attempt_at, created_at, updated_at)"
-	    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9)"
+	    " purpose, data, next_attempt_at, created_at, updated_at, priority, quiet_hours, on_cap)"
+	    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $10, $11, $12)"
 	    " ON CONFLICT (customer_id, instance_id, seq) DO NOTHING",
-	    9, cid, iid, seq, in->workflow, ch, tpl,
+	    12, cid, iid, seq, in->workflow, ch, tpl,
 	    json_string_value(json_object_get(a, "purpose")), data,
-	    ng_wf_ts(wf_now(in->e), now, sizeof now));
+	    ng_wf_ts(wf_now(in->e), now, sizeof now), prio, quiet ? quiet : "defer",
+	    on_cap ? on_cap : "defer");
 	free(data);
 	in->new_sends++;
 	wf_inst_note(in, "send", "%s %s", ch, tpl);
@@ -233,9 +240,19 @@ static json_t *rows_json(PGresult *res)
 	return rows;
 }
 
+static void start_wait_until(struct wf_inst *in);
+
 static void on_async(const struct ng_db_result *r, void *arg)
 {
 	struct wf_inst *in = arg;
+	if (r->status != 0 && is(in, "wait_until") && !in->tz_fallback &&
+	    strcmp(r->sqlstate, "22023") == 0) {
+		/* "time zone ... not recognized": the store's timezone, as the date trigger does.
+		 */
+		in->tz_fallback = 1;
+		start_wait_until(in);
+		return;
+	}
 	if (r->status != 0) {
 		in->async_result = json_pack("{s:s}", "error", r->message);
 	} else if (is(in, "query")) {
@@ -282,7 +299,8 @@ static void start_query(struct wf_inst *in)
 		fail_async(in, rc);
 }
 
-/* The first moment at or after `at` (or now) when the customer's local clock reads hh:mm. */
+/* The first moment at or after `at` (or now) when the customer's local clock reads hh:mm (the
+ * store's timezone when the customer has none, or one PostgreSQL does not know). */
 static void start_wait_until(struct wf_inst *in)
 {
 	json_t *a = in->req.args;
@@ -299,7 +317,8 @@ static void start_wait_until(struct wf_inst *in)
 	if (m)
 		snprintf(mm, sizeof mm, "%d", (int)json_integer_value(m));
 	const char *tz = json_string_value(json_object_get(in->customer, "timezone"));
-	const char *params[4] = {at_text, tz && *tz ? tz : in->e->default_tz, h ? hh : NULL, mm};
+	const char *params[4] = {at_text, tz && *tz && !in->tz_fallback ? tz : in->e->default_tz,
+	                         h ? hh : NULL, mm};
 	int rc = ng_db_query(
 	    in->e->opt.db,
 	    "SELECT (extract(epoch FROM CASE WHEN $3::int IS NULL THEN $1::timestamptz ELSE"

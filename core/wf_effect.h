@@ -23,6 +23,8 @@ struct wf_inst {
 	char *async_error;
 	struct wf_inst *resume_next;
 	char *final_status, *final_error;
+	int64_t final_wake; /* wake_at of the committed state, 0 for none */
+	int tz_fallback;    /* wait_until: the customer's timezone is unknown, use the store's */
 	void (*done)(void *arg);
 	void *done_arg;
 };

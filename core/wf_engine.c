@@ -93,6 +93,9 @@ static void on_next_due(const struct ng_db_result *r, void *arg)
 		e->next_due = wf_col_i64(r->res, 0, 0);
 	else if (r->status != 0)
 		e->next_due = wf_now(e) + 1000; /* the database hiccuped: look again soon */
+	/* A step that committed after the query's snapshot was taken is not in its answer. */
+	if (e->noted_due < e->next_due)
+		e->next_due = e->noted_due;
 	pass_end(e);
 }
 
@@ -105,6 +108,7 @@ static void after_sweep(struct ng_wf_engine *e, int n)
 		return;
 	}
 	e->busy++;
+	e->noted_due = INT64_MAX;
 	int rc = ng_db_query(
 	    e->opt.db,
 	    "SELECT (extract(epoch FROM least("
@@ -118,10 +122,20 @@ static void after_sweep(struct ng_wf_engine *e, int n)
 	}
 }
 
+/* Full claims in a row before the inbox and the sweeps get their turn again. */
+#define DUE_STREAK_MAX 16
+
 static void after_due(struct ng_wf_engine *e, int n)
 {
 	if (n > 0)
 		e->work_done = 1;
+	/* A full batch means more is due: claim again at once (a burst drains without an inbox
+	 * round trip per batch), but let the inbox and the sweeps in every few batches. */
+	if (n >= e->opt.batch && !e->closing && ++e->due_streak < DUE_STREAK_MAX) {
+		wf_due_pass(e, after_due);
+		return;
+	}
+	e->due_streak = 0;
 	if (!e->closing && wf_now(e) >= e->next_sweep)
 		wf_sweep_pass(e, after_sweep);
 	else
@@ -148,22 +162,45 @@ static void pass_start(struct ng_wf_engine *e)
 
 /* ---- claiming due instances ------------------------------------------------------------- */
 
+/*
+ * The claim is two index scans, each locking what it finds with SKIP LOCKED: due instances in
+ * wake_at order (instances_due_idx) and running ones whose lease ran out (instances_lease_idx).
+ * One OR condition would make PostgreSQL read and sort every due row on every claim. The update
+ * finds the locked rows by ctid, which cannot change while they are locked; a row that another
+ * transaction updated after this statement's snapshot is locked but not claimed, and is simply
+ * left for the next pass.
+ */
+
+/*
+ * The pass goes on (inbox, the next claim) as soon as fewer than one batch of steps is still
+ * committing, or at once when the claim came back full, so a claim overlaps the commits of the
+ * batch before it instead of waiting for them; at most about two batches are in flight. The batch
+ * itself is freed when its last step is done.
+ */
 struct due_batch {
 	struct ng_wf_engine *e;
 	void (*done)(struct ng_wf_engine *e, int n);
-	int n, left;
+	int n, left, reported;
 };
+
+static void batch_check(struct due_batch *b)
+{
+	struct ng_wf_engine *e = b->e;
+	if (!b->reported && (b->left == 0 || e->inflight_steps < e->opt.batch)) {
+		b->reported = 1;
+		b->done(e, b->n);
+	}
+	if (b->left == 0) {
+		free(b);
+		wf_engine_settle(e);
+	}
+}
 
 static void on_step_done(void *arg)
 {
 	struct due_batch *b = arg;
-	if (--b->left > 0)
-		return;
-	struct ng_wf_engine *e = b->e;
-	void (*done)(struct ng_wf_engine *, int) = b->done;
-	int n = b->n;
-	free(b);
-	done(e, n);
+	b->left--;
+	batch_check(b);
 }
 
 static void on_claimed(const struct ng_db_result *r, void *arg)
@@ -172,11 +209,17 @@ static void on_claimed(const struct ng_db_result *r, void *arg)
 	b->e->busy--;
 	if (r->status != 0) {
 		ng_warn("wf", "claiming due instances failed: %s", r->message);
-		on_step_done(b);
+		batch_check(b);
 		return;
 	}
 	b->n = PQntuples(r->res);
 	b->left = b->n + 1; /* +1: this function's own hold, released below */
+	/* A full batch: the next claim goes out before this batch's commits, so it is not queued
+	 * behind them on the connections (at most two batches of steps are then in flight). */
+	if (b->n >= b->e->opt.batch && b->e->inflight_steps < b->e->opt.batch) {
+		b->reported = 1;
+		b->done(b->e, b->n);
+	}
 	for (int i = 0; i < b->n; i++)
 		wf_step_run_claimed(b->e, r->res, i, on_step_done, b);
 	on_step_done(b);
@@ -187,7 +230,6 @@ void wf_due_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, in
 	struct due_batch *b = ng_xcalloc(1, sizeof(*b));
 	b->e = e;
 	b->done = done;
-	b->left = 1;
 	char now[40], until[40], batch[16];
 	int64_t t = wf_now(e);
 	snprintf(batch, sizeof batch, "%d", e->opt.batch);
@@ -196,13 +238,13 @@ void wf_due_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, in
 	e->busy++;
 	int rc = ng_db_query(
 	    e->opt.db,
-	    "WITH c AS (SELECT customer_id, id FROM instances"
-	    "  WHERE (status IN ('ready', 'waiting') AND wake_at <= $2)"
-	    "     OR (status = 'running' AND lease_until < $2)"
-	    "  ORDER BY wake_at LIMIT $4 FOR UPDATE SKIP LOCKED),"
+	    "WITH d AS (SELECT ctid FROM instances WHERE status IN ('ready', 'waiting')"
+	    "  AND wake_at <= $2 ORDER BY wake_at LIMIT $4 FOR UPDATE SKIP LOCKED),"
+	    " x AS (SELECT ctid FROM instances WHERE status = 'running' AND lease_until < $2"
+	    "  LIMIT $4 FOR UPDATE SKIP LOCKED),"
 	    " u AS (UPDATE instances i SET status = 'running', attempt = i.attempt + 1,"
-	    "  lease_owner = $1, lease_until = $3, updated_at = $2 FROM c"
-	    "  WHERE i.customer_id = c.customer_id AND i.id = c.id"
+	    "  lease_owner = $1, lease_until = $3, updated_at = $2"
+	    "  WHERE i.ctid = ANY (ARRAY(SELECT ctid FROM d UNION SELECT ctid FROM x))"
 	    "  RETURNING i.customer_id, i.id, i.workflow, i.version, i.attempt, i.trigger_event_id)"
 	    " SELECT u.customer_id, u.id, u.workflow, u.version, u.attempt,"
 	    "  (SELECT coalesce(json_agg(json_build_object('seq', f.seq, 'kind', f.kind,"
@@ -255,6 +297,7 @@ int ng_wf_engine_open(struct ng_wf_engine **out, const struct ng_wf_options *opt
 	e->opt.owner = e->owner;
 	e->opt.default_timezone = e->default_tz;
 	e->next_due = INT64_MAX;
+	e->noted_due = INT64_MAX;
 	e->next_sweep = INT64_MAX;
 	e->timer.data = e;
 	e->sweep_timer.data = e;
@@ -345,7 +388,29 @@ void ng_wf_engine_close(struct ng_wf_engine *e, void (*done)(void *arg), void *a
 	e->closed_arg = arg;
 	e->closing = 1;
 	ng_clock_timer_stop(e->opt.clock, &e->timer);
+	/* What this node did, for operators (and the chaos and bench drivers, which read it). */
+	if (e->opt.listen)
+		ng_info("wf",
+		        "engine %s closing: activations=%llu effects=%llu sends=%llu started=%llu"
+		        " completed=%llu exited=%llu failed=%llu parked=%llu fenced=%llu",
+		        e->owner, (unsigned long long)e->stats.activations,
+		        (unsigned long long)e->stats.effects, (unsigned long long)e->stats.sends,
+		        (unsigned long long)e->stats.started,
+		        (unsigned long long)e->stats.completed, (unsigned long long)e->stats.exited,
+		        (unsigned long long)e->stats.failed, (unsigned long long)e->stats.parked,
+		        (unsigned long long)e->stats.fenced);
 	maybe_closed(e);
+}
+
+void wf_engine_note_due(struct ng_wf_engine *e, int64_t at)
+{
+	if (at < e->noted_due)
+		e->noted_due = at;
+	if (at >= e->next_due)
+		return;
+	e->next_due = at;
+	if (!e->pass_running && !e->closing)
+		arm_timer(e);
 }
 
 void wf_engine_settle(struct ng_wf_engine *e)

@@ -108,6 +108,7 @@ int ng_wf_harness_open(struct ng_wf_harness **out, const struct ng_wf_harness_op
 	                           .db = h->db,
 	                           .clock = h->clock,
 	                           .owner = o->owner,
+	                           .default_timezone = o->default_timezone,
 	                           .trace = o->trace,
 	                           .trace_data = o->trace_data,
 	                           .limits = {.wall_ms = 2000}};

@@ -20,11 +20,12 @@
 struct ng_wf_harness;
 
 struct ng_wf_harness_options {
-	const char *conninfo;      /* key=value form when isolate is set */
-	const char *workflows_dir; /* deployed at open */
-	int64_t start_ms;          /* virtual start time; 0 = 2026-01-05 10:00 UTC (a Monday) */
-	int isolate;               /* migrate into a private schema, dropped at close */
-	const char *owner;         /* lease owner name */
+	const char *conninfo;         /* key=value form when isolate is set */
+	const char *workflows_dir;    /* deployed at open */
+	int64_t start_ms;             /* virtual start time; 0 = 2026-01-05 10:00 UTC (a Monday) */
+	int isolate;                  /* migrate into a private schema, dropped at close */
+	const char *owner;            /* lease owner name */
+	const char *default_timezone; /* the store's; default "UTC" */
 	void (*trace)(const struct ng_wf_trace *t, void *data);
 	void *trace_data;
 };

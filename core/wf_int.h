@@ -59,10 +59,12 @@ struct ng_wf_engine {
 	struct ng_clock_timer timer, sweep_timer;
 	uv_idle_t kick_idle; /* one pass driver, run from the loop, never re-entered */
 	int pass_running, pass_wanted, closing, started, listening;
-	int busy;         /* requests in flight (claims, steps, sweeps) */
-	int64_t next_due; /* by the clock, INT64_MAX if none */
+	int busy;          /* requests in flight (claims, steps, sweeps) */
+	int64_t next_due;  /* by the clock, INT64_MAX if none */
+	int64_t noted_due; /* the earliest wf_engine_note_due while the next-due query runs */
 	int64_t next_sweep;
-	int work_done; /* something happened in this pass: run another */
+	int work_done;  /* something happened in this pass: run another */
+	int due_streak; /* full claims in a row (wf_engine.c) */
 	struct ng_wf_stats stats;
 	uv_idle_t resume_idle; /* resumes instances whose async effect completed */
 	struct wf_inst *resume_head;
@@ -105,6 +107,9 @@ void wf_due_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, in
 void wf_sweep_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, int n));
 
 int64_t wf_now(const struct ng_wf_engine *e);
+/* A step committed an instance that is due at `at` (epoch ms): the timer must not sleep past it,
+ * though the pass that claimed it may have ended before the commit. */
+void wf_engine_note_due(struct ng_wf_engine *e, int64_t at);
 /* Work outside a scheduling pass (a deploy) calls this when it ends: a pending close may finish. */
 void wf_engine_settle(struct ng_wf_engine *e);
 /* The column as text, NULL for SQL NULL. */

@@ -91,6 +91,8 @@ static void on_committed(const struct ng_db_result *r, void *arg)
 			e->stats.failed++;
 		else if (strcmp(in->final_status, "parked") == 0)
 			e->stats.parked++;
+		if (in->final_wake)
+			wf_engine_note_due(e, in->final_wake);
 	} else if (strcmp(r->sqlstate, "NGWF1") == 0) {
 		/* The instance was taken over or ended (an exit event) meanwhile: drop the step. */
 		e->stats.fenced++;
@@ -130,6 +132,7 @@ void wf_inst_commit(struct wf_inst *in, const char *status, const char *error, i
 	             terminal ? "true" : "false");
 	free(wf);
 	in->final_status = ng_xstrdup(status);
+	in->final_wake = wake_at;
 	in->final_error = error ? ng_xstrdup(error) : NULL;
 	if (strcmp(status, "waiting") != 0)
 		wf_inst_note(in, status, "%s", error ? error : "");

@@ -11,6 +11,9 @@
  * Segment triggers (`trigger = {every = "1d", segment = "SELECT id FROM customers WHERE ..."}`):
  * every period the segment runs read-only in bounded batches of 1000 ids (keyset on id; $1 is the
  * current time), and each id gets an instance, subject to the re-entry rule.
+ *
+ * Each sweep is claimed first in workflow_sweeps (sql/0005), the schedule all nodes share: one
+ * node runs each period's sweep, and a restart does not run it again before its time.
  */
 #include "ng.h"
 #include "wf_int.h"
@@ -202,6 +205,59 @@ static void on_segment_ids(const struct ng_db_result *r, void *arg)
 	}
 }
 
+/*
+ * The shared schedule (sql/0005): this node runs the sweep only if it moved the workflow's
+ * next_run forward; either way the row says when the next one is due.
+ */
+static void on_sweep_claimed(const struct ng_db_result *r, void *arg)
+{
+	struct sweep *s = arg;
+	struct ng_wf_def *d = s->def;
+	s->e->busy--;
+	if (r->status != 0 || PQntuples(r->res) != 1) {
+		ng_warn("wf", "workflow %s: claiming the sweep failed: %s", d->name,
+		        r->status ? r->message : "no schedule row");
+		d->next_run = wf_now(s->e) + 60000; /* try again in a minute */
+		s->def = d->next;
+		sweep_next(s);
+		return;
+	}
+	d->next_run = wf_col_i64(r->res, 0, 1);
+	if (wf_col(r->res, 0, 0)[0] != 't') {
+		s->def = d->next; /* another node ran it, or it is not due yet */
+		sweep_next(s);
+		return;
+	}
+	if (d->trigger == NG_WF_TRIGGER_DATE)
+		sweep_date(s, d);
+	else
+		segment_batch(s);
+}
+
+static void claim_sweep(struct sweep *s, struct ng_wf_def *d)
+{
+	char now[40], period[24];
+	snprintf(period, sizeof period, "%lld",
+	         (long long)(d->trigger == NG_WF_TRIGGER_DATE ? SWEEP_DATE_EVERY_MS : d->every_ms));
+	const char *p[4] = {d->name, ng_wf_ts(wf_now(s->e), now, sizeof now), period, s->e->owner};
+	s->e->busy++;
+	int rc = ng_db_query(
+	    s->e->opt.db,
+	    "WITH c AS (INSERT INTO workflow_sweeps AS w (workflow, next_run, last_run, last_owner)"
+	    "  VALUES ($1, $2::timestamptz + $3::bigint * interval '1 millisecond', $2, $4)"
+	    "  ON CONFLICT (workflow) DO UPDATE SET next_run = EXCLUDED.next_run,"
+	    "   last_run = EXCLUDED.last_run, last_owner = EXCLUDED.last_owner"
+	    "  WHERE w.next_run <= $2::timestamptz RETURNING next_run)"
+	    " SELECT true, (extract(epoch FROM next_run) * 1000)::bigint FROM c"
+	    " UNION ALL SELECT false, (extract(epoch FROM next_run) * 1000)::bigint"
+	    " FROM workflow_sweeps WHERE workflow = $1 AND NOT EXISTS (SELECT 1 FROM c)",
+	    4, p, on_sweep_claimed, s);
+	if (rc) {
+		struct ng_db_result r = {.status = rc, .message = ng_strerror(rc), .sqlstate = ""};
+		on_sweep_claimed(&r, s);
+	}
+}
+
 static void sweep_next(struct sweep *s)
 {
 	struct ng_wf_engine *e = s->e;
@@ -213,12 +269,7 @@ static void sweep_next(struct sweep *s)
 			continue;
 		if (d->next_run > now)
 			continue;
-		d->next_run =
-		    now + (d->trigger == NG_WF_TRIGGER_DATE ? SWEEP_DATE_EVERY_MS : d->every_ms);
-		if (d->trigger == NG_WF_TRIGGER_DATE)
-			sweep_date(s, d);
-		else
-			segment_batch(s);
+		claim_sweep(s, d);
 		return;
 	}
 	e->next_sweep = INT64_MAX;

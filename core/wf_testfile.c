@@ -6,8 +6,10 @@
  * A test file returns { workflow = "abandoned_cart", cases = { { name = "...", customer = {...},
  * steps = { {event = "checkout.started", data = {...}}, {advance = "1h"},
  * {expect_sent = {channel = "email", template = "cart_reminder"}}, {expect_no_send = true},
- * {expect_status = "exited"}, {start = true} } } } }. expect_sent consumes the customer's next
- * outbox row (its data may be given as a subset); expect_no_send asserts there is none.
+ * {expect_status = "exited"}, {start = true} } } } }. A case may set start_at (UTC) and
+ * store_timezone (the store's default timezone, for customers without one). expect_sent consumes
+ * the customer's next outbox row (its data may be given as a subset); expect_no_send asserts there
+ * is none.
  */
 #include "lua_sandbox.h"
 #include "ng.h"
@@ -182,6 +184,7 @@ static char *run_case(const char *conninfo, const char *dir, const char *wf, jso
 	                                  .isolate = 1,
 	                                  .trace = on_trace,
 	                                  .trace_data = tl};
+	o.default_timezone = json_string_value(json_object_get(c, "store_timezone"));
 	const char *start_at = json_string_value(json_object_get(c, "start_at"));
 	if (start_at) {
 		struct tm tm = {0};

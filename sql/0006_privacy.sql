@@ -142,6 +142,9 @@ BEGIN
      WHERE customer_id = c.id;
     UPDATE message_attempts SET error = CASE WHEN error IS NULL THEN NULL ELSE 'customer erased' END
      WHERE customer_id = c.id;
+    -- The history's reasons quote provider replies ("550 <jane@…>: no such user").
+    UPDATE message_events SET detail = 'customer erased'
+     WHERE customer_id = c.id AND detail IS NOT NULL;
 
     DELETE FROM events WHERE customer_id = c.id;
     GET DIAGNOSTICS n_ev = ROW_COUNT;

@@ -8,9 +8,11 @@ return {
   run = function(ctx)
     local customer = ctx.customer()
     local code = "HBD-" .. ctx.customer_id
-    ctx.send{ channel = "email", template = "birthday", data = { code = code } }
+    -- priority 10: on a day when frequency caps allow one marketing email, this one goes first.
+    ctx.send{ channel = "email", template = "birthday", data = { code = code }, priority = 10 }
     if customer.phone and customer.consent.sms == "granted" then
-      ctx.send{ channel = "sms", template = "birthday_sms", data = { code = code } }
+      ctx.send{ channel = "sms", template = "birthday_sms", data = { code = code },
+                priority = 10 }
     end
   end,
 }

@@ -1,5 +1,6 @@
 -- Post-purchase: thank the customer for each order at once, then ask for a review once the
--- parcel has had time to arrive (the order's delivery_days, or 7 days).
+-- parcel has had time to arrive (the order's delivery_days, or 7 days) -- unless the order was
+-- cancelled or refunded in the meantime (an order.updated with that status ends the sequence).
 return {
   name = "post_purchase",
   trigger = { event = "order.placed" },
@@ -11,7 +12,17 @@ return {
     ctx.send{ channel = "email", template = "order_thanks", purpose = "transactional",
               data = { order = order } }
 
-    ctx.wait(((order.delivery_days or 7) * 86400) .. "s")
+    -- Waits out the delivery time; returns early with the event if the order is cancelled.
+    local delivery = ((order.delivery_days or 7) * 86400) .. "s"
+    local cancelled = ctx.wait_for("order.updated", {
+      match = { order_id = order.order_id, status = "cancelled" }, timeout = delivery })
+    if cancelled then return end
+    local refunded = ctx.query(
+      "SELECT count(*) AS n FROM events WHERE customer_id = $1 AND type = 'order.updated'"
+        .. " AND data->>'order_id' = $2 AND data->>'status' = 'refunded'",
+      { ctx.customer_id, tostring(order.order_id) })
+    if refunded and refunded[1].n > 0 then return end
+
     ctx.send{ channel = "email", template = "review_request", data = { order_id = order.order_id } }
   end,
 }

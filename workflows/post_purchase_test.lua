@@ -27,5 +27,31 @@ return {
         { expect_sent = { template = "review_request" } },
       },
     },
+    {
+      name = "a cancelled order gets no review request",
+      customer = { email = "pp3@example.com" },
+      steps = {
+        { event = "order.placed", data = { order_id = "c1", delivery_days = 3 } },
+        { expect_sent = { template = "order_thanks" } },
+        { advance = "1d" },
+        { event = "order.updated", data = { order_id = "c1", status = "processing" } },
+        { event = "order.updated", data = { order_id = "c1", status = "cancelled" } },
+        { expect_status = "completed" },
+        { advance = "7d" },
+        { expect_no_send = true },
+      },
+    },
+    {
+      name = "a refunded order gets no review request",
+      customer = { email = "pp4@example.com" },
+      steps = {
+        { event = "order.placed", data = { order_id = "r1", delivery_days = 2 } },
+        { expect_sent = { template = "order_thanks" } },
+        { event = "order.updated", data = { order_id = "r1", status = "refunded" } },
+        { advance = "2d" },
+        { expect_status = "completed" },
+        { expect_no_send = true },
+      },
+    },
   },
 }

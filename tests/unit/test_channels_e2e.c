@@ -136,6 +136,7 @@ static void daemon_start(double speed)
 	    "            templates = \"%s/templates\" },\n"
 	    "  unsubscribe = { secret = \"" SECRET "\" },\n"
 	    "  dispatch = { poll_ms = 100, reconcile_ms = 300, retry_base_ms = 100 },\n"
+	    "  policy = { quiet_hours = { sms = \"\" } },\n"
 	    "  channels = {\n"
 	    "    { name = \"email\", plugin = \"file\", config = { path = \"%s/mail.txt\" } },\n"
 	    "    { name = \"sms\", plugin = \"twilio\", config = {\n"

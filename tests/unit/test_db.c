@@ -420,6 +420,147 @@ static void test_batch_atomic(void)
 	ng_test_pg_exec("DROP TABLE ng_dbtest_batch");
 }
 
+/* ---- prepared statements (db_prep.c) ---- */
+
+struct prep_state {
+	ng_db *db;
+	int step, closed;
+};
+
+static const char prep_double[] = "SELECT $1::int * 2";
+
+static void on_prep_final(const struct ng_db_result *r, void *arg)
+{
+	struct prep_state *s = arg;
+	ASSERT_EQ_INT(s->step++, 5);
+	ASSERT_EQ_INT(r->status, 0);
+	/* The statement is prepared once on the session, and ran by name. */
+	ASSERT_EQ_STR(PQgetvalue(r->res, 0, 0), "1");
+	ASSERT_EQ_INT(ng_db_close(s->db, on_closed, &s->closed), 0);
+}
+
+static void on_prep_named(const struct ng_db_result *r, void *arg)
+{
+	struct prep_state *s = arg;
+	ASSERT_EQ_INT(s->step++, 4);
+	ASSERT_EQ_INT(r->status, 0);
+	ASSERT_EQ_STR(PQgetvalue(r->res, 0, 0), "14");
+	ASSERT_EQ_INT(ng_db_query(s->db,
+	                          "SELECT count(*) FROM pg_prepared_statements"
+	                          " WHERE statement = 'SELECT $1::int * 2'",
+	                          0, NULL, on_prep_final, s),
+	              0);
+}
+
+static void on_prep_again(const struct ng_db_result *r, void *arg)
+{
+	struct prep_state *s = arg;
+	ASSERT_EQ_INT(s->step++, 3);
+	ASSERT_EQ_INT(r->status, 0);
+	ASSERT_EQ_STR(PQgetvalue(r->res, 0, 0), "10");
+	const char *seven[] = {"7"};
+	ASSERT_EQ_INT(ng_db_query(s->db, prep_double, 1, seven, on_prep_named, s), 0);
+}
+
+static void on_prep_syntax(const struct ng_db_result *r, void *arg)
+{
+	struct prep_state *s = arg;
+	ASSERT_EQ_INT(s->step++, 2);
+	ASSERT_EQ_INT(r->status, NG_EDB);
+	ASSERT_EQ_STR(r->sqlstate, "42601");
+	ASSERT_CONTAINS(r->message, "syntax error");
+	const char *five[] = {"5"};
+	ASSERT_EQ_INT(ng_db_query(s->db, prep_double, 1, five, on_prep_again, s), 0);
+}
+
+static void on_prep_unnamed(const struct ng_db_result *r, void *arg)
+{
+	struct prep_state *s = arg;
+	ASSERT_EQ_INT(s->step++, 1);
+	ASSERT_EQ_INT(r->status, 0);
+	ASSERT_EQ_STR(PQgetvalue(r->res, 0, 0), "42");
+}
+
+static void on_prep_failed_batch(const struct ng_db_result *r, void *arg)
+{
+	struct prep_state *s = arg;
+	ASSERT_EQ_INT(s->step++, 0);
+	ASSERT_EQ_INT(r->status, NG_EDB);
+	ASSERT_EQ_STR(r->sqlstate, "22012");
+	ASSERT_EQ_INT(r->failed, 0);
+}
+
+/*
+ * A statement's first Parse can fail or be skipped (an earlier statement of its batch failed);
+ * either way the right error is reported, later requests still work, and once a Parse is
+ * confirmed the statement runs by name.
+ */
+static void test_prepared_statements(void)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct ng_db_options o = {.pool_size = 1};
+	struct prep_state s = {0};
+	s.db = open_db(&loop, &o, NULL);
+	const char *one[] = {"1"}, *twentyone[] = {"21"};
+	struct ng_db_stmt batch[] = {{"SELECT 1 / ($1::int - 1)", 1, one},
+	                             {prep_double, 1, twentyone}};
+	ASSERT_EQ_INT(ng_db_batch(s.db, batch, 2, on_prep_failed_batch, &s), 0);
+	ASSERT_EQ_INT(ng_db_query(s.db, prep_double, 1, twentyone, on_prep_unnamed, &s), 0);
+	ASSERT_EQ_INT(ng_db_query(s.db, "SELECT FROM WHERE oops", 0, NULL, on_prep_syntax, &s), 0);
+	finish_loop(&loop);
+	ASSERT_EQ_INT(s.step, 6);
+	ASSERT_EQ_INT(s.closed, 1);
+}
+
+/* DDL under a prepared query: one execution fails (0A000), the next prepares it afresh. */
+struct ddl_state {
+	ng_db *db;
+	int step, closed;
+};
+
+static const char ddl_sql[] = "SELECT * FROM ng_dbtest_prep";
+
+static void on_ddl(const struct ng_db_result *r, void *arg)
+{
+	struct ddl_state *s = arg;
+	switch (s->step++) {
+	case 0: /* prepared, then run by name */
+	case 1:
+		ASSERT_EQ_INT(r->status, 0);
+		ASSERT_EQ_INT(PQnfields(r->res), 1);
+		if (s->step == 2)
+			ng_test_pg_exec("ALTER TABLE ng_dbtest_prep ADD COLUMN b int");
+		break;
+	case 2:
+		ASSERT_EQ_INT(r->status, NG_EDB);
+		ASSERT_EQ_STR(r->sqlstate, "0A000");
+		break;
+	case 3:
+		ASSERT_EQ_INT(r->status, 0);
+		ASSERT_EQ_INT(PQnfields(r->res), 2);
+		ASSERT_EQ_INT(ng_db_close(s->db, on_closed, &s->closed), 0);
+		return;
+	}
+	ASSERT_EQ_INT(ng_db_query(s->db, ddl_sql, 0, NULL, on_ddl, s), 0);
+}
+
+static void test_prepared_statement_after_ddl(void)
+{
+	ng_test_pg_exec("SET client_min_messages = warning; DROP TABLE IF EXISTS ng_dbtest_prep;"
+	                " CREATE TABLE ng_dbtest_prep (a int)");
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct ng_db_options o = {.pool_size = 1};
+	struct ddl_state s = {0};
+	s.db = open_db(&loop, &o, NULL);
+	ASSERT_EQ_INT(ng_db_query(s.db, ddl_sql, 0, NULL, on_ddl, &s), 0);
+	finish_loop(&loop);
+	ASSERT_EQ_INT(s.step, 4);
+	ASSERT_EQ_INT(s.closed, 1);
+	ng_test_pg_exec("DROP TABLE ng_dbtest_prep");
+}
+
 /* ---- a stream of queries through a disruption ---- */
 
 #define STREAM_MAX         20000
@@ -794,7 +935,8 @@ static void test_listen_notify(void)
 	ASSERT_EQ_INT(s.closed, 1);
 }
 
-NG_TESTS(NG_TEST(test_query_params_and_errors), NG_TEST(test_open_then_close_at_once),
+NG_TESTS(NG_TEST(test_prepared_statements), NG_TEST(test_prepared_statement_after_ddl),
+         NG_TEST(test_query_params_and_errors), NG_TEST(test_open_then_close_at_once),
          NG_TEST(test_bad_conninfo), NG_TEST(test_pipelined_inserts_10k),
          NG_TEST(test_statement_timeout), NG_TEST(test_batch_atomic),
          NG_TEST(test_close_with_work_in_flight), NG_TEST(test_queue_timeout_when_unreachable),

@@ -18,6 +18,7 @@
 #include "plugin_host.h"
 #include "senders.h"
 #include "support/smtp_standin.h"
+#include "msgtmpl.h"
 #include "testlib.h"
 
 #include <libpq-fe.h>
@@ -142,6 +143,7 @@ struct rig {
 	struct node nodes[2];
 	int nnodes;
 	int closed;
+	struct ng_msgtmpl_set *templates; /* tests/templates */
 };
 
 static void count_closed(void *arg)
@@ -155,6 +157,11 @@ static void rig_open(struct rig *r, const char *smtp_config, const char *lane_ke
 	if (getenv("NG_TEST_DEBUG"))
 		ng_log_setup(NG_LOG_DEBUG, NG_LOG_LOGFMT);
 	ASSERT_EQ_INT(uv_loop_init(&r->loop), 0);
+	char tdir[1024], terr[512];
+	snprintf(tdir, sizeof tdir, "%s/tests/templates",
+	         getenv("NUDGE_TEST_TOP") ? getenv("NUDGE_TEST_TOP") : ".");
+	if (ng_msgtmpl_open(tdir, &r->templates, terr, sizeof terr) != 0)
+		ng_test_fail(__FILE__, __LINE__, "%s", terr);
 	r->clock = ng_clock_real(&r->loop);
 	ASSERT_EQ_INT(ng_senders_open(&r->senders, &r->loop, 2), 0);
 	ASSERT_EQ_INT(ng_plugin_host_open(&r->host, &r->loop, r->clock, r->senders), 0);
@@ -214,6 +221,7 @@ static void rig_open(struct rig *r, const char *smtp_config, const char *lane_ke
 		                                .listen = 1,
 		                                .limits = &lim,
 		                                .nlimits = 1,
+		                                .templates = r->templates,
 		                                .store_name = "The Shop",
 		                                .store_base_url = "https://shop.example/",
 		                                .unsubscribe_secret = secret,
@@ -242,6 +250,7 @@ static void rig_close(struct rig *r)
 	for (int i = 0; i < r->nnodes; i++)
 		ASSERT_EQ_INT(r->nodes[i].closed, 1);
 	ng_plugin_host_close(r->host, count_closed, &r->closed);
+	ng_msgtmpl_close(r->templates);
 	while (r->closed < 1 && ng_test_now_ms() < deadline)
 		uv_run(&r->loop, UV_RUN_ONCE);
 	ng_senders_close(r->senders, count_closed, &r->closed);

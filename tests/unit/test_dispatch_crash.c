@@ -35,7 +35,8 @@ static void write_config(const char *path, const struct ng_test_schema *sc, int 
 	        "  http = { listen = \"127.0.0.1:%d\" },\n"
 	        "  log = { level = \"warn\" },\n"
 	        "  store = { base_url = \"https://shop.example\" },\n"
-	        "  paths = { plugins = \"%s/plugins\", workflows = \"%s\" },\n"
+	        "  paths = { plugins = \"%s/plugins\", workflows = \"%s\",\n"
+	        "    templates = \"%s/tests/templates\" },\n"
 	        "  unsubscribe = { secret = \"chaos\" },\n"
 	        "  dispatch = { lease_ms = 3000, poll_ms = 200, retry_base_ms = 200,"
 	        " retry_max_ms = 1000 },\n"
@@ -45,7 +46,8 @@ static void write_config(const char *path, const struct ng_test_schema *sc, int 
 	        "    from = \"shop@example.com\" } } },\n"
 	        "  shutdown_timeout_ms = 10000,\n"
 	        "}\n",
-	        sc->conninfo, http_port, ng_test_build_dir(), wfdir, CONCURRENCY, smtp_port);
+	        sc->conninfo, http_port, ng_test_build_dir(), wfdir, getenv("NUDGE_TEST_TOP"),
+	        CONCURRENCY, smtp_port);
 	fclose(f);
 }
 

@@ -126,6 +126,13 @@ static void plant(PGconn *c, struct person *p, const char *tag)
 	      2, (const char *[]){id, p->email});
 	char mids[24];
 	snprintf(mids, sizeof mids, "%s", mid);
+	/* A status change whose reason quotes the address lands in the message's history. */
+	q(c, "UPDATE messages SET status = 'retry', last_error = '452 ' || $2 || ' mailbox full' "
+	     "WHERE customer_id = $1::bigint AND id = $3::bigint",
+	  3, (const char *[]){id, p->email, mids});
+	q(c, "UPDATE messages SET status = 'failed', last_error = '550 ' || $2 || ' unknown' "
+	     "WHERE customer_id = $1::bigint AND id = $3::bigint",
+	  3, (const char *[]){id, p->email, mids});
 	const char *ap[3] = {id, mids, p->email};
 	q(c,
 	  "INSERT INTO message_attempts (customer_id, message_id, attempt, finished_at, outcome, "

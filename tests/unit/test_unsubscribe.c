@@ -134,15 +134,16 @@ static void test_one_click_stops_a_running_workflow(void)
 	        "  database = { conninfo = [[%s]], pool_size = 2 },\n"
 	        "  http = { listen = \"127.0.0.1:%d\" },\n"
 	        "  store = { name = \"The Shop\", base_url = \"https://shop.example\" },\n"
-	        "  paths = { plugins = \"%s/plugins\", workflows = \"%s\" },\n"
+	        "  paths = { plugins = \"%s/plugins\", workflows = \"%s\",\n"
+	        "    templates = \"%s/tests/templates\" },\n"
 	        "  unsubscribe = { secret = \"%s\" },\n"
 	        "  dispatch = { poll_ms = 100 },\n"
 	        "  channels = { { name = \"email\", plugin = \"smtp\", config = {\n"
 	        "    host = \"127.0.0.1\", port = %d, starttls = \"off\", timeout_ms = 5000,\n"
 	        "    from = \"shop@example.com\" } } },\n"
 	        "}\n",
-	        sc.conninfo, port, ng_test_build_dir(), wf, (const char *)secret,
-	        ng_smtp_standin_port(s));
+	        sc.conninfo, port, ng_test_build_dir(), wf, getenv("NUDGE_TEST_TOP"),
+	        (const char *)secret, ng_smtp_standin_port(s));
 	fclose(f);
 
 	long long cid = ng_test_q1(sc.pg, "INSERT INTO customers (email, first_name)"
@@ -234,11 +235,12 @@ static void test_one_click_stops_a_running_workflow(void)
 	           " '{\"subject\": \"Receipt\"}') RETURNING 1) SELECT count(*) FROM i",
 	           cid);
 
-	ng_test_q1(sc.pg,
-	           "WITH i AS (INSERT INTO events (customer_id, source, dedupe_key, type, occurred_at)"
-	           " VALUES (%lld, 'test', 'go-on', 'test.go_on', now()) RETURNING 1)"
-	           " SELECT count(*) FROM i",
-	           cid);
+	ng_test_q1(
+	    sc.pg,
+	    "WITH i AS (INSERT INTO events (customer_id, source, dedupe_key, type, occurred_at)"
+	    " VALUES (%lld, 'test', 'go-on', 'test.go_on', now()) RETURNING 1)"
+	    " SELECT count(*) FROM i",
+	    cid);
 	/* The workflow runs to its end; its two later sends are skipped, never sent. */
 	deadline = ng_test_now_ms() + 20000;
 	while (ng_test_q1(sc.pg, "SELECT count(*) FROM instances WHERE status = 'completed'") < 1 &&

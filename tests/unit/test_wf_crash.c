@@ -1,14 +1,17 @@
 /*
  * test_wf_crash.c — the runtime on the real clock with real leases: a runtime killed with SIGKILL
  * mid-flight (several times) and a fresh one finishing the work, and two runtimes sharing one
- * database. Either way every instance completes and every (instance, step) has exactly one journal
- * row and each send step exactly one outbox row.
+ * database — two engines in this process, and two real `nudge serve` daemons. Either way every
+ * instance completes and every (instance, step) has exactly one journal row and each send step
+ * exactly one outbox row. (`make chaos` runs the long versions: tests/chaos/chaos_wf.sh.)
  */
 #include "../testlib.h"
 
 #include "ng.h"
 #include "wf_harness.h"
 
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -233,4 +236,90 @@ static void test_two_runtimes_share_work(void)
 	free(dir);
 }
 
-NG_TESTS(NG_TEST(test_kill_and_restart), NG_TEST(test_two_runtimes_share_work), )
+/* The nudge binary of the build this test belongs to: BUILD/tests/test_wf_crash → BUILD/nudge. */
+static const char *nudge_bin(void)
+{
+	static char p[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", p, sizeof p - 16);
+	ASSERT(n > 0);
+	p[n] = '\0';
+	*strrchr(p, '/') = '\0';
+	strcpy(strrchr(p, '/'), "/nudge");
+	return p;
+}
+
+static pid_t serve(const char *conf, const char *log)
+{
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		dup2(fd, 2);
+		dup2(fd, 1);
+		execl(nudge_bin(), "nudge", "serve", "--config", conf, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* The activations a drained daemon reported ("engine … closing: activations=N …"). */
+static long long activations_in(const char *log)
+{
+	FILE *f = fopen(log, "r");
+	ASSERT(f != NULL);
+	char line[2048];
+	long long n = -1;
+	while (fgets(line, sizeof line, f)) {
+		const char *a = strstr(line, "activations=");
+		if (a)
+			n = strtoll(a + 12, NULL, 10);
+	}
+	fclose(f);
+	return n;
+}
+
+static void test_two_daemons_share_work(void)
+{
+	const int instances = RUNNING_ON_VALGRIND ? 40 : 400;
+	char *dir;
+	struct ng_wf_harness *h = setup(&dir, instances);
+	PGconn *pg = ng_wf_harness_pg(h);
+	char *conf = ng_xasprintf("%s/nudge.conf.lua", dir);
+	FILE *f = fopen(conf, "w");
+	ASSERT(f != NULL);
+	fprintf(f,
+	        "return {\n  database = { conninfo = \"%s\", pool_size = 2 },\n"
+	        "  http = { listen = \"127.0.0.1:0\" },\n  paths = { workflows = \"%s\" },\n"
+	        "  workflows = { lease_ms = 1000, poll_ms = 100, batch = 16 },\n}\n",
+	        ng_wf_harness_conninfo(h), dir);
+	fclose(f);
+	char *log_a = ng_xasprintf("%s/a.log", dir), *log_b = ng_xasprintf("%s/b.log", dir);
+	pid_t a = serve(conf, log_a), b = serve(conf, log_b);
+	uint64_t deadline = ng_test_now_ms() + 90000;
+	while (q1(pg, "SELECT count(*) FROM instances WHERE status <> 'completed'") > 0 &&
+	       ng_test_now_ms() < deadline)
+		usleep(100000);
+	kill(a, SIGTERM);
+	kill(b, SIGTERM);
+	int st_a, st_b;
+	ASSERT_EQ_INT(waitpid(a, &st_a, 0), a);
+	ASSERT_EQ_INT(waitpid(b, &st_b, 0), b);
+	ASSERT(WIFEXITED(st_a) && WEXITSTATUS(st_a) == 0);
+	ASSERT(WIFEXITED(st_b) && WEXITSTATUS(st_b) == 0);
+	check_exactly_once(pg, instances);
+	long long na = activations_in(log_a), nb = activations_in(log_b);
+	ng_info("test", "two daemons, %d instances: %lld and %lld activations", instances, na, nb);
+	ASSERT_CMP_INT(na, >, 0);
+	ASSERT_CMP_INT(nb, >, 0);
+	ng_wf_harness_close(h);
+	char *cmd = ng_xasprintf("rm -rf '%s'", dir);
+	ASSERT_EQ_INT(system(cmd), 0);
+	free(cmd);
+	free(log_a);
+	free(log_b);
+	free(conf);
+	free(dir);
+}
+
+NG_TESTS(NG_TEST(test_kill_and_restart), NG_TEST(test_two_runtimes_share_work),
+         NG_TEST(test_two_daemons_share_work), )

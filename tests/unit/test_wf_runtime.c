@@ -8,6 +8,7 @@
 
 #include "ng.h"
 #include "wf_harness.h"
+#include "wf_int.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -378,6 +379,126 @@ static void test_load_errors(void)
 	ng_lua_close(lua);
 }
 
-NG_TESTS(NG_TEST(test_replay_returns_recorded_results), NG_TEST(test_divergence_parks),
-         NG_TEST(test_exit_mid_wait), NG_TEST(test_wait_for_event_and_timeout),
-         NG_TEST(test_versions), NG_TEST(test_bad_scripts_contained), NG_TEST(test_load_errors), )
+/*
+ * A segment sweep runs once per period for the whole database: a node that restarts (or a second
+ * node, whose in-memory schedule is fresh) finds the period's sweep already claimed in
+ * workflow_sweeps and does not start the segment's customers again.
+ */
+static void test_sweep_once_per_period(void)
+{
+	const char *src =
+	    "return { name = 'seg', trigger = {every = '1d', segment = 'SELECT id FROM "
+	    "customers'},\n"
+	    "  run = function(ctx) ctx.send{channel = 'email', template = 'seg'} end }\n";
+	const char *names[] = {"seg.lua"};
+	char *dir = write_dir(names, &src, 1);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr);
+	/* The first sweep ran as the engine started, before there was a customer. */
+	customer(h, "{\"email\": \"seg@example.com\"}");
+	ng_wf_harness_advance(h, 1000);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 0);
+	ng_wf_harness_advance(h, 24 * HOUR);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 1);
+	/* As if the node restarted: its own schedule says the sweep is due now. */
+	struct ng_wf_engine *e = ng_wf_harness_engine(h);
+	for (struct ng_wf_def *d = e->defs; d; d = d->next)
+		d->next_run = 0;
+	e->next_sweep = 0;
+	ng_wf_engine_kick(e);
+	ng_wf_harness_settle(h);
+	ng_wf_harness_advance(h, HOUR);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 1);
+	ng_wf_harness_advance(h, 23 * HOUR);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 2);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM workflow_sweeps WHERE workflow = 'seg'"), 1);
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
+/*
+ * Scripts that try to be non-deterministic: randomness and a global that would carry state from
+ * one instance to the next are refused (the instance fails, the others go on); a top-level local
+ * starts afresh on every run, so two customers and every replay see the same value.
+ */
+static void test_nondeterminism_contained(void)
+{
+	const char *rnd =
+	    "return { name = 'rnd', trigger = {manual = true}, run = function(ctx)\n"
+	    "  ctx.send{channel = 'email', template = 't' .. math.random(100)} end }\n";
+	const char *glob =
+	    "return { name = 'glob', trigger = {manual = true}, run = function(ctx)\n"
+	    "  seen = (seen or 0) + 1\n"
+	    "  ctx.send{channel = 'email', template = 'g' .. seen} end }\n";
+	const char *local =
+	    "local n = 0\n"
+	    "return { name = 'local', trigger = {manual = true}, run = function(ctx)\n"
+	    "  n = n + 1\n"
+	    "  ctx.send{channel = 'email', template = 'first' .. n}\n"
+	    "  ctx.wait('1s')\n"
+	    "  ctx.send{channel = 'email', template = 'second' .. n} end }\n";
+	const char *srcs[] = {rnd, glob, local};
+	const char *names[] = {"rnd.lua", "glob.lua", "local.lua"};
+	char *dir = write_dir(names, srcs, 3);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr);
+	const char *wfs[] = {"rnd", "glob", "local", "glob", "local"};
+	for (int i = 0; i < 5; i++) {
+		char *js = ng_xasprintf("{\"email\": \"nd%d@example.com\"}", i);
+		start(h, wfs[i], customer(h, js));
+		free(js);
+	}
+	ng_wf_harness_advance(h, 5000);
+	char *st = qs(h, "SELECT string_agg(workflow || '=' || status, ',' ORDER BY workflow, id)"
+	                 " FROM instances");
+	ASSERT_EQ_STR(st, "glob=failed,glob=failed,local=completed,local=completed,rnd=failed");
+	free(st);
+	st = qs(h, "SELECT error FROM instances WHERE workflow = 'glob' LIMIT 1");
+	ASSERT_CONTAINS(st, "attempt to write global 'seen'");
+	free(st);
+	st = qs(h, "SELECT error FROM instances WHERE workflow = 'rnd'");
+	ASSERT_CONTAINS(st, "workflows/rnd.lua:2:");
+	free(st);
+	st = qs(h, "SELECT string_agg(template, ',' ORDER BY template) FROM messages");
+	ASSERT_EQ_STR(st, "first1,first1,second1,second1");
+	free(st);
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
+/* wait_until a local hour: in the customer's timezone, or the store's when theirs is unknown. */
+static void test_wait_until_local_hour(void)
+{
+	const char *src = "return { name = 'nine', trigger = {manual = true}, run = function(ctx)\n"
+	                  "  ctx.wait_until{local_hour = 9}\n"
+	                  "  ctx.send{channel = 'email', template = 'nine'} end }\n";
+	const char *names[] = {"nine.lua"};
+	char *dir = write_dir(names, &src, 1);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr); /* Monday 10:00 UTC; the store is on UTC */
+	start(h, "nine",
+	      customer(h, "{\"email\": \"tokyo@example.com\", \"timezone\": \"Asia/Tokyo\"}"));
+	start(h, "nine",
+	      customer(h, "{\"email\": \"mars@example.com\", \"timezone\": \"Mars/Olympus\"}"));
+	/* 09:00 in Tokyo is 00:00 UTC, 14 hours on; 09:00 UTC is 23 hours on. */
+	ng_wf_harness_advance(h, 14 * HOUR - 1000);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 0);
+	ng_wf_harness_advance(h, 1000);
+	ASSERT_EQ_INT(q1(h,
+	                 "SELECT count(*) FROM messages m JOIN customers c ON c.id = m.customer_id"
+	                 " WHERE c.timezone = 'Asia/Tokyo'"),
+	              1);
+	ng_wf_harness_advance(h, 9 * HOUR - 1000);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 1);
+	ng_wf_harness_advance(h, 1000);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 2);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances WHERE status = 'completed'"), 2);
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
+NG_TESTS(NG_TEST(test_replay_returns_recorded_results), NG_TEST(test_wait_until_local_hour),
+         NG_TEST(test_nondeterminism_contained), NG_TEST(test_sweep_once_per_period),
+         NG_TEST(test_divergence_parks), NG_TEST(test_exit_mid_wait),
+         NG_TEST(test_wait_for_event_and_timeout), NG_TEST(test_versions),
+         NG_TEST(test_bad_scripts_contained), NG_TEST(test_load_errors), )
