@@ -223,6 +223,32 @@ static long long queue_sms(long long cid, const char *later)
 	                  cid, later);
 }
 
+static void test_refs_round_trip_and_refuse_forgeries(void)
+{
+	const unsigned char *k = (const unsigned char *)SECRET;
+	char ref[NG_REPORTS_REF_MAX];
+	ng_reports_ref(k, strlen(SECRET), 1234567, ref);
+	ASSERT(strncmp(ref, "n1234567-", 9) == 0);
+	ASSERT_EQ_INT(strlen(ref), 9 + 22);
+	/* Messenger allows letters, digits, - _ and = in a ref. */
+	ASSERT_EQ_INT(
+	    strspn(ref, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+	    strlen(ref));
+	int64_t cid = 0;
+	ASSERT_EQ_INT(ng_reports_ref_parse(k, strlen(SECRET), ref, &cid), 0);
+	ASSERT_EQ_INT(cid, 1234567);
+	for (size_t i = 1; i < strlen(ref); i++) {
+		char bad[NG_REPORTS_REF_MAX];
+		strcpy(bad, ref);
+		bad[i] = bad[i] == '2' ? '3' : '2';
+		ASSERT(ng_reports_ref_parse(k, strlen(SECRET), bad, &cid) != 0);
+	}
+	ASSERT(ng_reports_ref_parse((const unsigned char *)"other", 5, ref, &cid) != 0);
+	ASSERT(ng_reports_ref_parse(k, strlen(SECRET), "1234567", &cid) != 0);
+	ASSERT(ng_reports_ref_parse(k, strlen(SECRET), "", &cid) != 0);
+	ASSERT(ng_reports_ref_parse(k, strlen(SECRET), NULL, &cid) != 0);
+}
+
 static void test_abandoned_cart_over_sms_and_messenger(void)
 {
 	daemon_start(20000); /* an hour in 180 ms */
@@ -468,5 +494,6 @@ static void test_ambiguous_send_is_reconciled(void)
 	daemon_stop();
 }
 
-NG_TESTS(NG_TEST(test_abandoned_cart_over_sms_and_messenger), NG_TEST(test_stop_and_start_keywords),
+NG_TESTS(NG_TEST(test_refs_round_trip_and_refuse_forgeries),
+         NG_TEST(test_abandoned_cart_over_sms_and_messenger), NG_TEST(test_stop_and_start_keywords),
          NG_TEST(test_ambiguous_send_is_reconciled), )
