@@ -9,5 +9,6 @@ command -v valgrind >/dev/null 2>&1 || exit 1
 command -v clang >/dev/null 2>&1 || exit 1
 command -v wrk >/dev/null 2>&1 || exit 1
 command -v curl >/dev/null 2>&1 || exit 1
+command -v openssl >/dev/null 2>&1 || exit 1
 [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/smtp-source ] || exit 1
 exit 0

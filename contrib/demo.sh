@@ -64,8 +64,8 @@ say "nudge config check $conf"
 build/nudge config check "$conf"
 
 say "nudge send-test: one message through the smtp plugin, now"
-build/nudge send-test --config "$conf" --channel email --template hello --to test@example.org \
-	--data '{"subject": "nudge demo: the relay works", "text": "Sent by nudge send-test.\n"}' 2>/dev/null
+build/nudge send-test --config "$conf" --channel email --template welcome --to test@example.org \
+	--data '{"customer": {"first_name": "Tess"}}' 2>/dev/null
 
 say "nudge serve --config $conf (listening on $NUDGE_LISTEN, clock.speed = 3600)"
 build/nudge serve --config "$conf" 2>"$work/nudge.log" &
@@ -82,50 +82,31 @@ for _ in $(seq 1 50); do
 	sleep 0.1
 done
 
-say "a shopper starts a checkout (Shopify fixture checkouts_create.json)"
 fixture="$top/../shared/fixtures/shopify/checkouts_create.json"
 [ -f "$fixture" ] || fixture=/work/shared/fixtures/shopify/checkouts_create.json
-# TODO(intake): once POST /v1/webhooks/shopify lands, post the fixture there (signed with the shop's
-# secret) instead: the route maps it with contrib/mappers/shopify.lua and commits the event. Until
-# then the demo inserts the same customer and the checkout.started event with the normalised fields
-# the mapper produces from this fixture (docs/events.md), straight into the database.
-cid=$(sql -v fixture="$(cat "$fixture")" <<'EOF'
-WITH f AS (SELECT :'fixture'::jsonb AS p),
-c AS (INSERT INTO customers (email, first_name, last_name, timezone)
-      SELECT p->>'email', coalesce(p#>>'{customer,first_name}', p#>>'{billing_address,first_name}'),
-             coalesce(p#>>'{customer,last_name}', p#>>'{billing_address,last_name}'), 'Europe/Berlin'
-        FROM f RETURNING id),
-i AS (INSERT INTO customer_identities (source, external_id, customer_id)
-      SELECT 'shopify:demo-store', f.p#>>'{customer,id}', c.id FROM f, c),
--- The fixture's buyer did not tick "accept marketing"; the demo records that they signed up.
-k AS (INSERT INTO consents (customer_id, channel, purpose, status, source, evidence)
-      SELECT id, 'email', 'marketing', 'granted', 'demo', '{"form": "newsletter signup (demo)"}' FROM c)
-SELECT id FROM c;
+email=$(sed -n 's/.*"email": *"\([^"]*\)".*/\1/p' "$fixture" | head -n 1)
+
+say "the shopper ($email) signs up for the newsletter: POST /v1/events from the store's form"
+cat >"$work/signup.json" <<EOF
+{ "type": "newsletter.signup", "customer": { "email": "$email", "first_name": "Jane" },
+  "consent": { "email": { "state": "subscribed", "source": "signup_form" } },
+  "idempotency_key": "demo-signup-$email" }
 EOF
-)
-sql -v fixture="$(cat "$fixture")" -v cid="$cid" <<'EOF'
-WITH f AS (SELECT :'fixture'::jsonb AS p)
-INSERT INTO events (customer_id, source, dedupe_key, type, data, occurred_at)
-SELECT :cid, 'shopify:demo-store', 'checkouts/create:' || (p->>'token'), 'checkout.started',
-       jsonb_strip_nulls(jsonb_build_object(
-         'token', p->>'token', 'cart_token', p->>'cart_token', 'checkout_id', p->>'id',
-         'name', p->>'name', 'currency', p->>'currency',
-         'presentment_currency', p->>'presentment_currency',
-         'subtotal_price', p->>'subtotal_price', 'total_price', p->>'total_price',
-         'total_tax', p->>'total_tax', 'total_discounts', p->>'total_discounts',
-         'line_items', (SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-             'title', li->>'title', 'variant_title', li->>'variant_title',
-             'quantity', li->'quantity', 'price', li->>'price', 'line_price', li->>'line_price',
-             'sku', li->>'sku', 'product_id', li->>'product_id', 'variant_id', li->>'variant_id')))
-           FROM jsonb_array_elements(p->'line_items') li),
-         'discount_codes', (SELECT coalesce(jsonb_agg(d->>'code'), '[]')
-           FROM jsonb_array_elements(p->'discount_codes') d),
-         'recovery_url', p->>'abandoned_checkout_url')),
-       now()
-  FROM f;
-EOF
-echo "customer $cid: $(sql -c "SELECT email FROM customers WHERE id = $cid"), checkout.started" \
-	"for $(sql -c "SELECT data->>'total_price' || ' ' || (data->>'currency') FROM events WHERE customer_id = $cid")"
+build/nudge events send "$work/signup.json" --url "http://$NUDGE_LISTEN" --key demo-api-key
+
+say "they start a checkout: Shopify posts checkouts/create (the fixture, signed with the shop's secret)"
+post_checkout() { # $1: the X-Shopify-Hmac-Sha256 to send
+	curl -sS -w '  HTTP %{http_code}\n' -X POST "http://$NUDGE_LISTEN/v1/webhooks/shopify" \
+		-H 'Content-Type: application/json' -H 'X-Shopify-Topic: checkouts/create' \
+		-H 'X-Shopify-Shop-Domain: demo-store.myshopify.com' -H "X-Shopify-Hmac-Sha256: $1" \
+		-H "X-Shopify-Webhook-Id: demo-$(date +%s)" --data-binary @"$fixture"
+}
+hmac=$(openssl dgst -sha256 -hmac demo-shopify-secret -binary "$fixture" | base64)
+post_checkout "$hmac"
+echo "the same bytes with a wrong signature are refused, and nothing is written:"
+post_checkout "AAAA$hmac"
+cid=$(sql -c "SELECT id FROM customers WHERE email = lower('$email')")
+echo "customer $cid ($email): $(sql -c "SELECT string_agg(type, ', ' ORDER BY id) FROM events WHERE customer_id = $cid")"
 
 say "waiting for the abandoned-cart email (one hour of workflow time: about a second)"
 t0=$(date +%s)

@@ -18,6 +18,7 @@ libhttp-parser-dev
 postgresql
 postgresql-contrib
 curl
+openssl
 valgrind
 clang
 wrk

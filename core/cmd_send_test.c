@@ -124,6 +124,15 @@ int ng_cmd_send_test(int argc, char **argv)
 	char key[64];
 	snprintf(key, sizeof key, "send-test-%lld-%d", (long long)time(NULL), rand() % 100000);
 	json_object_set_new(data, "message", json_pack("{s:i, s:s}", "id", 0, "key", key));
+	/* A marketing template must show an unsubscribe link. A test send goes to an address that
+	 * is no customer, so it gets a link to the unsubscribe page that no token opens (it answers
+	 * "this link is not valid"), unless --data brings one. */
+	if (!json_object_get(data, "unsubscribe_url")) {
+		const char *base = ng_conf_str(conf, "store.base_url");
+		char *u = ng_xasprintf("%s/u/send-test", base ? base : "");
+		json_object_set_new(data, "unsubscribe_url", json_string(u));
+		free(u);
+	}
 	struct ng_rendered_message out = {0};
 	rc = ng_msgtmpl_render(set, tpl, data, &out, err, sizeof err);
 	json_decref(data);

@@ -258,7 +258,8 @@ static const char *const CONSENT_STATES[] = {"subscribed", "not_subscribed", "un
 static int normalise_consent(struct norm *n, const json_t *in, json_t **out)
 {
 	static const char *const channels[] = {"email", "sms", "messenger", NULL};
-	static const char *const fields[] = {"state", "source", "level", "updated_at", NULL};
+	static const char *const fields[] = {"state",      "source",   "level",
+	                                     "updated_at", "explicit", "evidence", NULL};
 	*out = NULL;
 	if (!in || json_is_null(in))
 		return 0;
@@ -320,6 +321,21 @@ static int normalise_consent(struct norm *n, const json_t *in, json_t **out)
 			if (rc == 0)
 				rc = time_field(n, json_object_get(v, "updated_at"),
 				                "consent.updated_at", e, "updated_at");
+			/* An opt-in the person gave just now (a ticked box, a confirmed double
+			 * opt-in): it may lift an unsubscribe or erasure suppression. */
+			const json_t *x = json_object_get(v, "explicit");
+			if (rc == 0 && x && !json_is_boolean(x))
+				rc = failf(n, NG_ECONFIG, "consent.%s.explicit must be true or false", ch);
+			else if (rc == 0 && json_is_true(x))
+				json_object_set_new(e, "explicit", json_true());
+			const json_t *ev = json_object_get(v, "evidence");
+			if (rc == 0 && ev && !json_is_object(ev))
+				rc = failf(n, NG_ECONFIG,
+				           "consent.%s.evidence must be an object (ip, user_agent, "
+				           "wording)",
+				           ch);
+			else if (rc == 0 && ev)
+				json_object_set(e, "evidence", (json_t *)ev);
 		}
 		json_object_set_new(c, ch, e);
 		if (rc)

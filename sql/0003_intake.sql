@@ -155,9 +155,17 @@ BEGIN
         -- Nothing in force is the same as withdrawn: an unsubscribe then only suppresses.
         addr := CASE ch WHEN 'email' THEN cust.email WHEN 'sms' THEN cust.phone
                         ELSE cust.messenger_psid END;
-        IF want <> 'withdrawn' AND NOT ng_consent_may_grant(ch, addr, false) THEN
+        IF want <> 'withdrawn'
+           AND NOT ng_consent_may_grant(ch, addr, COALESCE((v->>'explicit')::boolean, false)) THEN
             refused := refused || ch;
             CONTINUE;
+        END IF;
+        -- A new explicit opt-in lifts what the person's own choice put there (an unsubscribe, a
+        -- STOP, an erasure); a bounced address stays suppressed, whatever anyone ticked.
+        IF want = 'granted' AND COALESCE((v->>'explicit')::boolean, false) AND addr IS NOT NULL THEN
+            DELETE FROM suppressions
+             WHERE channel = ch AND address_hash = sha256(convert_to(addr, 'UTF8'))
+               AND reason IN ('unsubscribed', 'stop', 'erased');
         END IF;
         IF NOT (want = 'withdrawn' AND have IS NULL) THEN
             INSERT INTO consents (customer_id, channel, purpose, status, source, evidence)
@@ -166,7 +174,8 @@ BEGIN
                     jsonb_strip_nulls(jsonb_build_object(
                         'event_source', p_ev->>'source', 'topic', p_ev->>'topic',
                         'level', v->'level', 'updated_at', v->'updated_at',
-                        'dedupe_key', p_ev->'dedupe_keys'->0)));
+                        'explicit', v->'explicit', 'dedupe_key', p_ev->'dedupe_keys'->0))
+                    || COALESCE(v->'evidence', '{}'::jsonb));
         END IF;
         IF want = 'withdrawn' AND addr IS NOT NULL THEN
             INSERT INTO suppressions (channel, address, address_hash, reason, source, customer_id)

@@ -14,6 +14,11 @@ return {
     -- Unsubscribe links point at this daemon, so the demo can follow one.
     base_url = env("NUDGE_BASE_URL", "http://127.0.0.1:8025"),
   },
+  -- The demo store's webhooks and signup form (docs/events.md): demo secrets, never for real use.
+  intake = {
+    api_keys = { { name = "signup-form", key = "demo-api-key" } },
+    shopify = { { shop = "demo-store.myshopify.com", secret = "demo-shopify-secret" } },
+  },
   unsubscribe = { secret = "demo only: set a long random secret with env() or file()" },
   clock = { speed = 3600 },
   dispatch = { poll_ms = 200 },

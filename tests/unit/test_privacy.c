@@ -168,17 +168,28 @@ static char *run_nudge(const char *cmd, const char *op, const char *who, int yes
 		dup2(fds[1], 1);
 		close(fds[0]);
 		close(fds[1]);
-		const char *argv[8];
+		const char *argv[14];
 		int n = 0;
 		argv[n++] = "nudge";
 		argv[n++] = cmd;
 		if (op)
 			argv[n++] = op;
-		argv[n++] = who;
+		if (who)
+			argv[n++] = who;
 		argv[n++] = "--conninfo";
 		argv[n++] = ng_test_pg();
-		if (yes)
+		if (yes == 1)
 			argv[n++] = "--yes";
+		if (yes == 2)
+			argv[n++] = "--direct";
+		if (yes == 3 || yes == 4) { /* suppress: the channel, and add's reason */
+			argv[n++] = "--channel";
+			argv[n++] = "sms";
+		}
+		if (yes == 3) {
+			argv[n++] = "--reason";
+			argv[n++] = "complaint";
+		}
 		argv[n] = NULL;
 		execv(nudge_bin(), (char *const *)argv);
 		_exit(127);
@@ -200,6 +211,12 @@ static char *run_nudge(const char *cmd, const char *op, const char *who, int yes
 	ASSERT_EQ_INT(waitpid(pid, &st, 0), pid);
 	*status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	return out;
+}
+
+/* `nudge events send FILE --direct`: the intake's own path into the database. */
+static char *run_events_send(const char *file, int *status)
+{
+	return run_nudge("events", "send", file, 2, status);
 }
 
 static char *run_cli(const char *op, const char *who, int yes, int *status)
@@ -342,6 +359,52 @@ static void test_forget_leaves_no_personal_data(void)
 	                "ng_address_hash($2)))",
 	                2, addrs),
 	              "2");
+
+	/* A later event with the same email and a marketing flag (as a store webhook carries it:
+	 * never explicit) makes a new customer but does not bring marketing back. */
+	char path[] = "/tmp/nudge-privacy-event-XXXXXX";
+	int fd = mkstemp(path);
+	ASSERT(fd >= 0);
+	FILE *f = fdopen(fd, "w");
+	fprintf(f,
+	        "{\"type\": \"customer.created\", \"customer\": {\"email\": \"%s\"},"
+	        " \"consent\": {\"email\": \"subscribed\"}, \"idempotency_key\": \"re-%s\"}",
+	        p.email, p.email);
+	fclose(f);
+	out = run_events_send(path, &st);
+	ASSERT_EQ_INT(st, 0);
+	free(out);
+	const char *e1[1] = {p.email};
+	ASSERT_EQ_STR(q(c, "SELECT count(*) FROM consents k JOIN customers c ON c.id = k.customer_id"
+	                   " WHERE c.email = $1 AND k.status = 'granted'",
+	                1, e1),
+	              "0");
+	ASSERT_EQ_STR(q(c, "SELECT ng_delivery_policy(c.id, 'email', 'marketing', c.email)"
+	                   " FROM customers c WHERE c.email = $1",
+	                1, e1),
+	              "suppressed:erased");
+	/* Only a new explicit opt-in, recorded as such, does. */
+	f = fopen(path, "w");
+	fprintf(f,
+	        "{\"type\": \"newsletter.signup\", \"customer\": {\"email\": \"%s\"},"
+	        " \"consent\": {\"email\": {\"state\": \"subscribed\", \"explicit\": true,"
+	        " \"source\": \"signup_form\", \"evidence\": {\"ip\": \"198.51.100.4\","
+	        " \"wording\": \"Email me offers\"}}}, \"idempotency_key\": \"optin-%s\"}",
+	        p.email, p.email);
+	fclose(f);
+	out = run_events_send(path, &st);
+	unlink(path);
+	ASSERT_EQ_INT(st, 0);
+	free(out);
+	ASSERT_EQ_STR(q(c, "SELECT k.source || ' ' || (k.evidence->>'explicit') || ' ' ||"
+	                   " (k.evidence->>'wording') FROM consents k JOIN customers c"
+	                   " ON c.id = k.customer_id WHERE c.email = $1 AND k.status = 'granted'",
+	                1, e1),
+	              "signup_form true Email me offers");
+	ASSERT_EQ_STR(q(c, "SELECT coalesce(ng_delivery_policy(c.id, 'email', 'marketing', c.email),"
+	                   " 'send') FROM customers c WHERE c.email = $1",
+	                1, e1),
+	              "send");
 
 	/* Forgetting twice changes nothing and says so. */
 	out = run_cli("forget", id, 1, &st);
@@ -530,7 +593,41 @@ static void test_trace_and_why_tell_the_story(void)
 	PQfinish(c);
 }
 
-NG_TESTS(NG_TEST(test_trace_and_why_tell_the_story),
+/* `nudge suppress`: an added address is held back by the policy; lifting it lets it go again. */
+static void test_manual_suppression(void)
+{
+	PGconn *c = connect_pg();
+	struct person p;
+	plant(c, &p, "suppress");
+	char id[24];
+	snprintf(id, sizeof id, "%lld", p.id);
+	const char *ip[1] = {id};
+	const char *policy = "SELECT coalesce(ng_delivery_policy(id, 'sms', 'marketing', phone),"
+	                     " 'send') FROM customers WHERE id = $1";
+	ASSERT_EQ_STR(q(c, policy, 1, ip), "send");
+	int st;
+	char *out = run_nudge("suppress", "add", p.phone, 3, &st);
+	ASSERT_EQ_INT(st, 0);
+	ASSERT_CONTAINS(out, "suppressed sms");
+	free(out);
+	ASSERT_EQ_STR(q(c, policy, 1, ip), "suppressed:complaint");
+	out = run_nudge("suppress", "list", NULL, 4, &st);
+	ASSERT_EQ_INT(st, 0);
+	ASSERT_CONTAINS(out, p.phone);
+	free(out);
+	out = run_nudge("suppress", "remove", p.phone, 4, &st);
+	ASSERT_EQ_INT(st, 0);
+	ASSERT_CONTAINS(out, "lifted (complaint)");
+	free(out);
+	ASSERT_EQ_STR(q(c, policy, 1, ip), "send");
+	out = run_nudge("suppress", "add", "not-an-address", 3, &st);
+	ASSERT_EQ_INT(st, 1);
+	free(out);
+	PQfinish(c);
+}
+
+NG_TESTS(NG_TEST(test_manual_suppression),
+         NG_TEST(test_trace_and_why_tell_the_story),
          NG_TEST(test_export_has_consent_history_and_messages),
          NG_TEST(test_forget_leaves_no_personal_data),
          NG_TEST(test_retention_purges_only_old_finished_rows),
