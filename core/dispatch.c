@@ -38,7 +38,6 @@ static void on_notify(const char *channel, const char *payload, void *arg)
 	struct ng_dispatch *d = *(struct ng_dispatch **)arg;
 	if (d)
 		ng_dispatch_kick(d);
-	dispatch_reconcile_start(d);
 }
 
 static void on_kick_idle(uv_idle_t *h)
@@ -389,6 +388,7 @@ void ng_dispatch_start(struct ng_dispatch *d)
 		}
 	}
 	ng_dispatch_kick(d);
+	dispatch_reconcile_start(d);
 }
 
 void ng_dispatch_stats(const struct ng_dispatch *d, struct ng_dispatch_stats *out)

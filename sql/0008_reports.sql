@@ -204,8 +204,11 @@ BEGIN
                 holder := NULL;
             END IF;
             IF holder.id IS NULL THEN
+                -- A signed ref proves who this is and replaces an older PSID; an email or phone
+                -- typed into the chat only fills a PSID the customer lacks.
                 UPDATE customers SET messenger_psid = addr, updated_at = now()
-                 WHERE id = cid AND messenger_psid IS DISTINCT FROM addr;
+                 WHERE id = cid AND messenger_psid IS DISTINCT FROM addr
+                   AND (messenger_psid IS NULL OR p ? 'ref_customer_id');
                 linked := FOUND;
                 INSERT INTO customer_identities (source, external_id, customer_id)
                 VALUES ('messenger', addr, cid) ON CONFLICT DO NOTHING;
