@@ -234,6 +234,8 @@ static int on_event(void *ctx, struct ng_plugin *p, const struct nudge_event_rep
 	json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:o}", "instance", ng_plugin_name(p),
 	                       "name", s->name, "channel", s->channel, "address", s->address,
 	                       "dedupe_key", s->dedupe_key, "properties", props);
+	if (!ev) /* not UTF-8: jansson refused a string (and released props) */
+		return -EINVAL;
 	if (at[0])
 		json_object_set_new(ev, "occurred_at", json_string(at));
 	if (cid > 0)
