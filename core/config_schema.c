@@ -189,6 +189,8 @@ static const struct ng_conf_field dispatch_fields[] = {
 	 "cap of the retry delay"},
 	{"max_attempts", NG_CONF_INT, 0, "10", NULL, 1, 1000, NULL,
 	 "a message still failing temporarily after this many attempts fails"},
+	{"reconcile_ms", NG_CONF_INT, 0, "60000", NULL, 10, 86400000, NULL,
+	 "ask the provider about messages left ambiguous this often (plugins that can reconcile)"},
 	END,
 };
 

@@ -18,6 +18,7 @@
 #include "migrate.h"
 #include "paths.h"
 #include "plugin_host.h"
+#include "plugin_reports.h"
 #include "policy.h"
 #include "privacy_api.h"
 #include "retention.h"
@@ -611,6 +612,7 @@ static int start_dispatch(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 		.retry_base_ms = ng_conf_int(conf, "dispatch.retry_base_ms"),
 		.retry_max_ms = ng_conf_int(conf, "dispatch.retry_max_ms"),
 		.max_attempts = (int)ng_conf_int(conf, "dispatch.max_attempts"),
+		.reconcile_ms = ng_conf_int(conf, "dispatch.reconcile_ms"),
 		.drain_ms = ng_conf_int(conf, "shutdown_timeout_ms") / 2,
 		.listen = 1,
 		.limits = p->limits,
@@ -634,6 +636,11 @@ static int start_dispatch(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 	ng_daemon_add(d, "dispatch", p, close_dispatch, NULL);
 	ng_dispatch_start(p->dispatch);
 	return 0;
+}
+
+static void close_reports(void *self, void (*done)(void *arg), void *arg)
+{
+	ng_reports_close(self, done, arg);
 }
 
 static void close_plugins(void *self, void (*done)(void *arg), void *arg)
@@ -695,6 +702,12 @@ int ng_daemon_parts_start(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 	if (rc)
 		return rc;
 	unsubscribe_secret(conf, parts);
+	/* What plugins report later (statuses, STOP/START, inbound messages) is written to the
+	 * database; closed before it. Messenger refs are signed with the unsubscribe secret. */
+	ng_daemon_add(d, "reports",
+		      ng_reports_open(parts->db, parts->plugins, parts->unsub_secret,
+				      parts->unsub_secret_len),
+		      close_reports, NULL);
 	rc = start_dispatch(d, loop, conf, parts, err, errlen);
 	if (rc)
 		return rc;

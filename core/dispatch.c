@@ -244,7 +244,7 @@ static void on_claimed(const struct ng_db_result *r, void *arg)
 	if (r->status == 0 && n == c->asked)
 		lane->more = 1;
 	for (int i = 0; i < n; i++)
-		dispatch_send_claimed(lane, r->res, i);
+		dispatch_send_claimed(lane, r->res, i, 0);
 	free(c);
 	if (--d->claims_out == 0)
 		claims_done(d);
@@ -367,6 +367,7 @@ int ng_dispatch_open(struct ng_dispatch **out, const struct ng_dispatch_options 
 	d->drain_timer.data = d;
 	uv_timer_init(opt->loop, &d->write_retry);
 	d->write_retry.data = d;
+	dispatch_reconcile_init(d);
 	*out = d;
 	return 0;
 }
@@ -387,6 +388,7 @@ void ng_dispatch_start(struct ng_dispatch *d)
 		}
 	}
 	ng_dispatch_kick(d);
+	dispatch_reconcile_start(d);
 }
 
 void ng_dispatch_stats(const struct ng_dispatch *d, struct ng_dispatch_stats *out)
@@ -444,13 +446,15 @@ static void maybe_closed(struct ng_dispatch *d)
 		return;
 	if (d->nresults && d->writes_out < 4 && !d->write_paused)
 		dispatch_results_flush(d);
-	if (d->pass_running || d->busy || d->ninflight || d->nresults || d->writes_out)
+	if (d->pass_running || d->busy || d->ninflight || d->nresults || d->writes_out ||
+	    d->reconciling)
 		return;
 	d->closing = 2;
 	if (d->listening)
 		listeners[d->listening - 1] = NULL;
 	ng_clock_timer_stop(d->opt.clock, &d->timer);
-	d->handles_open = 3;
+	d->handles_open = 4;
+	uv_close((uv_handle_t *)&d->reconcile_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&d->kick_idle, on_handle_closed);
 	uv_close((uv_handle_t *)&d->drain_timer, on_handle_closed);
 	uv_close((uv_handle_t *)&d->write_retry, on_handle_closed);
@@ -463,6 +467,7 @@ void ng_dispatch_close(struct ng_dispatch *d, void (*done)(void *arg), void *arg
 	d->closing = 1;
 	ng_clock_timer_stop(d->opt.clock, &d->timer);
 	uv_idle_stop(&d->kick_idle);
+	dispatch_reconcile_stop(d);
 	if (d->ninflight)
 		ng_info("dispatch", "draining %d message(s) in flight", d->ninflight);
 	uv_timer_start(&d->drain_timer, on_drain_timeout, (uint64_t)d->opt.drain_ms, 0);

@@ -10,7 +10,8 @@
  * back fenced by the attempt number, so the late write of a dispatcher that lost its lease is
  * rejected. Wake-ups: LISTEN "nudge_messages" and one clock timer for the next due message.
  *
- * Files: dispatch.c (lifecycle, passes, claims, drain), dispatch_send.c (one claimed message:
+ * Files: dispatch.c (lifecycle, passes, claims, drain), dispatch_reconcile.c (the periodic
+ * reconcile of ambiguous messages), dispatch_send.c (one claimed message:
  * policy verdict, render, plugin send), dispatch_result.c (classifying and writing results,
  * backoff, suppressions), dispatch_rate.c (per-instance concurrency and token bucket with provider
  * back-pressure); dispatch_int.h is what they share.
@@ -52,6 +53,9 @@ struct ng_dispatch_options {
 	int max_attempts;                       /* then the message fails; default 10 */
 	int64_t drain_ms; /* close: sends in flight get this long, then are given back */
 	int listen;       /* LISTEN "nudge_messages" */
+	/* Real time between reconcile passes over `ambiguous` messages; default 60000; a message is
+	 * asked about once it has been ambiguous this long, for at most a day. */
+	int64_t reconcile_ms;
 	const struct ng_dispatch_limit *limits;
 	size_t nlimits;
 	/* The render data's `store` object and the unsubscribe link. */

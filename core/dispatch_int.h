@@ -71,6 +71,7 @@ struct dispatch_msg {
 	struct ng_rendered_message *rendered;
 	struct nudge_message msg;
 	int sending;                      /* handed to the plugin, no completion yet */
+	int reconcile;                    /* asked with ng_plugin_reconcile, not sent */
 	struct dispatch_msg *prev, *next; /* the dispatcher's in-flight list */
 };
 
@@ -106,6 +107,8 @@ struct ng_dispatch {
 	size_t nresults, results_cap;
 	int writes_out;
 	struct ng_dispatch_stats stats;
+	uv_timer_t reconcile_timer; /* dispatch_reconcile.c: the periodic pass over ambiguous */
+	int reconciling;            /* its claims in flight */
 	void (*closed)(void *arg);
 	void *closed_arg;
 	int handles_open;
@@ -114,8 +117,14 @@ struct ng_dispatch {
 int64_t dispatch_now(const struct ng_dispatch *d);
 
 /* dispatch_send.c: one claimed row (res, row i) → skipped, or rendered and handed to the plugin. */
-void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i);
+void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i, int reconcile);
 void dispatch_msg_free(struct dispatch_msg *m);
+
+/* dispatch_reconcile.c: messages left ambiguous are asked about (ng_plugin_reconcile) every
+ * reconcile_ms by instances that can; the others stay for an operator. */
+void dispatch_reconcile_init(struct ng_dispatch *d);
+void dispatch_reconcile_start(struct ng_dispatch *d);
+void dispatch_reconcile_stop(struct ng_dispatch *d);
 
 /* dispatch_result.c */
 /* The plugin's answer for m: classify, feed the limiter, queue the write, free m. */

@@ -137,6 +137,8 @@ void dispatch_result_defer(struct dispatch_msg *m, int64_t until_ms, const char 
 void dispatch_result_give_back(struct dispatch_msg *m, const char *reason)
 {
 	struct ng_dispatch *d = m->d;
+	/* A reconcile given back leaves the message as it found it: ambiguous, never resent. */
+	const char *st = m->reconcile ? "ambiguous" : "retry";
 	dispatch_limiter_refund(&m->lane->lim, 1);
 	d->stats.given_back++;
 	if (m->sending) {
@@ -151,11 +153,12 @@ void dispatch_result_give_back(struct dispatch_msg *m, const char *reason)
 		shadow->mid = m->mid;
 		shadow->attempt = m->attempt;
 		shadow->channel = ng_xstrdup(m->channel);
+		shadow->reconcile = m->reconcile;
 		dispatch_inflight_add(d, shadow);
-		queue(shadow, "retry", "retry", NULL, reason, dispatch_now(d), NULL, 0);
+		queue(shadow, st, st, NULL, reason, dispatch_now(d), NULL, 0);
 		return;
 	}
-	queue(m, "retry", "retry", NULL, reason, dispatch_now(d), NULL, 0);
+	queue(m, st, st, NULL, reason, dispatch_now(d), NULL, 0);
 }
 
 /* ---- writing ------------------------------------------------------------------------------ */

@@ -98,12 +98,13 @@ static void unsubscribe_url(struct dispatch_msg *m)
 	m->unsub_url = ng_xasprintf("%.*s/u/%s", (int)n, o->store_base_url, tok);
 }
 
-void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i)
+void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i, int reconcile)
 {
 	struct ng_dispatch *d = lane->d;
 	struct dispatch_msg *m = ng_xcalloc(1, sizeof *m);
 	m->d = d;
 	m->lane = lane;
+	m->reconcile = reconcile;
 	m->cid = strtoll(PQgetvalue(res, i, 0), NULL, 10);
 	m->mid = strtoll(PQgetvalue(res, i, 1), NULL, 10);
 	m->attempt = atoi(PQgetvalue(res, i, 2));
@@ -144,7 +145,10 @@ void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i)
 	                           sizeof err);
 	if (rc) {
 		char *why = ng_xasprintf("render: %s", err[0] ? err : ng_strerror(rc));
-		dispatch_result_not_sent(m, "failed", why);
+		if (reconcile) /* what was sent cannot be told: it stays ambiguous */
+			dispatch_result_give_back(m, why);
+		else
+			dispatch_result_not_sent(m, "failed", why);
 		free(why);
 		return;
 	}
@@ -173,7 +177,8 @@ void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i)
 	    .unsubscribe_url = m->purpose == NUDGE_PURPOSE_MARKETING ? m->unsub_url : NULL,
 	};
 	m->sending = 1;
-	rc = ng_plugin_send(lane->plugin, &m->msg, on_sent, m);
+	rc = reconcile ? ng_plugin_reconcile(lane->plugin, &m->msg, on_sent, m)
+	               : ng_plugin_send(lane->plugin, &m->msg, on_sent, m);
 	if (rc) {
 		m->sending = 0;
 		dispatch_result_give_back(m, "given back: the plugin takes no more sends");

@@ -1,11 +1,13 @@
 -- Abandoned cart: a shopper started checking out and did not finish.
 --
 -- One hour after the checkout starts we email them their cart. If they still have not ordered
--- 23 hours after that, and they agreed to receive marketing texts, we send one SMS. The moment
+-- 23 hours after that, and they agreed to receive marketing texts, we send one SMS (and one Messenger
+-- message when they are linked to the page and opted in there). The moment
 -- they place an order the workflow ends, even in the middle of a wait: nothing more is sent.
 --
 -- To adapt: change the minimum cart value in `filter`, the delays in ctx.wait / timeout, or the
--- template names (templates/cart_reminder.*, templates/cart_reminder_sms.*).
+-- template names (templates/cart_reminder.*, templates/cart_reminder_sms.*,
+-- templates/cart_reminder_messenger.*).
 return {
   name = "abandoned_cart",
 
@@ -40,6 +42,10 @@ return {
     local customer = ctx.customer()
     if customer.phone and customer.consent.sms == "granted" then
       ctx.send{ channel = "sms", template = "cart_reminder_sms", data = { cart = cart } }
+    end
+    -- On Messenger too, once they have written to the page (which links their PSID) and opted in.
+    if customer.messenger_psid and customer.consent.messenger == "granted" then
+      ctx.send{ channel = "messenger", template = "cart_reminder_messenger", data = { cart = cart } }
     end
   end,
 }

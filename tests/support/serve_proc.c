@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -85,9 +86,14 @@ pid_t ng_test_serve_spawn(const char *conf, const char *log)
 {
 	char bin[PATH_MAX];
 	snprintf(bin, sizeof bin, "%s/nudge", ng_test_build_dir());
+	pid_t parent = getpid();
 	pid_t pid = fork();
 	ASSERT(pid >= 0);
 	if (pid == 0) {
+		/* A test that fails or times out must not leave its daemon running (and sending). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		if (fd >= 0) {
 			dup2(fd, 1);
