@@ -14,5 +14,10 @@ return {
       ctx.send{ channel = "sms", template = "birthday_sms", data = { code = code },
                 priority = 10 }
     end
+    -- On Messenger too, for people who talk to the store's page and agreed to hear from it.
+    if customer.messenger_psid and customer.consent.messenger == "granted" then
+      ctx.send{ channel = "messenger", template = "birthday_messenger", data = { code = code },
+                priority = 10 }
+    end
   end,
 }

@@ -16,12 +16,14 @@
 #include "support/serve_proc.h"
 #include "support/twilio_standin.h"
 #include "testlib.h"
+#include "wf_harness.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -372,6 +374,50 @@ static void test_abandoned_cart_over_sms_and_messenger(void)
 	daemon_stop();
 }
 
+/* The birthday workflow (started by hand: its date trigger is the scheduler's business, tested in
+ * workflows/birthday_test.lua) texts and messages the customer through both stand-ins. */
+static void test_birthday_over_sms_and_messenger(void)
+{
+	daemon_start(20000);
+	long long cid = customer("bea@example.org", "+15551230009", "email,sms,messenger");
+	/* They talk to the store's page through its signed m.me link: linked, and in the window. */
+	char ref[NG_REPORTS_REF_MAX];
+	ng_reports_ref((const unsigned char *)SECRET, strlen(SECRET), cid, ref);
+	struct gr_event linked = {.psid = "13579246801357", .kind = "referral", .ref = ref};
+	ASSERT_EQ_INT(post_fb(&linked), 200);
+	ASSERT_EQ_INT(wait_q(10000, 1, "SELECT count(*) FROM workflows WHERE name = 'birthday'"), 1);
+	char ids[24], now[40];
+	snprintf(ids, sizeof ids, "%lld", cid);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ng_wf_ts((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, now, sizeof now);
+	PGresult *r = PQexecParams(sc.pg, ng_wf_manual_start_sql, 3, NULL,
+	                           (const char *[]){ids, now, "birthday"}, NULL, NULL, 0);
+	ASSERT_EQ_INT(PQresultStatus(r), PGRES_TUPLES_OK);
+	ASSERT_EQ_INT(PQntuples(r), 1);
+	PQclear(r);
+	ng_test_q1(sc.pg, "SELECT count(*) FROM (SELECT pg_notify('nudge_workflows', 'start')) n");
+	ASSERT_EQ_INT(wait_q(30000, 1,
+	                     "SELECT count(*) FROM messages WHERE channel = 'sms'"
+	                     " AND workflow = 'birthday' AND status = 'sent'"),
+	              1);
+	ASSERT_EQ_INT(wait_q(10000, 1,
+	                     "SELECT count(*) FROM messages WHERE channel = 'messenger'"
+	                     " AND workflow = 'birthday' AND status = 'sent'"),
+	              1);
+	char code[40];
+	snprintf(code, sizeof code, "HBD-%lld", cid);
+	const struct tw_standin_msg *sms = tw_standin_at(tw, tw_standin_count(tw) - 1);
+	ASSERT_EQ_STR(sms->to, "+15551230009");
+	ASSERT_CONTAINS(sms->body, "Happy birthday");
+	ASSERT_CONTAINS(sms->body, code);
+	const struct gr_standin_msg *fb = gr_standin_at(gr, gr_standin_count(gr) - 1);
+	ASSERT_EQ_STR(fb->psid, "13579246801357");
+	ASSERT_CONTAINS(fb->text, "Happy birthday");
+	ASSERT_CONTAINS(fb->text, code);
+	daemon_stop();
+}
+
 static void test_stop_and_start_keywords(void)
 {
 	daemon_start(1);
@@ -495,5 +541,6 @@ static void test_ambiguous_send_is_reconciled(void)
 }
 
 NG_TESTS(NG_TEST(test_refs_round_trip_and_refuse_forgeries),
-         NG_TEST(test_abandoned_cart_over_sms_and_messenger), NG_TEST(test_stop_and_start_keywords),
+         NG_TEST(test_abandoned_cart_over_sms_and_messenger),
+         NG_TEST(test_birthday_over_sms_and_messenger), NG_TEST(test_stop_and_start_keywords),
          NG_TEST(test_ambiguous_send_is_reconciled), )
