@@ -385,7 +385,8 @@ static void test_birthday_over_sms_and_messenger(void)
 	ng_reports_ref((const unsigned char *)SECRET, strlen(SECRET), cid, ref);
 	struct gr_event linked = {.psid = "13579246801357", .kind = "referral", .ref = ref};
 	ASSERT_EQ_INT(post_fb(&linked), 200);
-	ASSERT_EQ_INT(wait_q(10000, 1, "SELECT count(*) FROM workflows WHERE name = 'birthday'"), 1);
+	ASSERT_EQ_INT(wait_q(10000, 1, "SELECT count(*) FROM workflows WHERE name = 'birthday'"),
+	              1);
 	char ids[24], now[40];
 	snprintf(ids, sizeof ids, "%lld", cid);
 	struct timespec ts;
