@@ -72,6 +72,8 @@ struct dispatch_msg {
 	struct nudge_message msg;
 	int sending;                      /* handed to the plugin, no completion yet */
 	int reconcile;                    /* asked with ng_plugin_reconcile, not sent */
+	int segments;                     /* what the provider said it split it into (SMS) */
+	char *encoding;                   /* "GSM-7", "UCS-2"; NULL: not said */
 	struct dispatch_msg *prev, *next; /* the dispatcher's in-flight list */
 };
 
@@ -86,6 +88,8 @@ struct dispatch_result {
 	char *suppress_address, *suppress_reason, *channel;
 	struct dispatch_lane *lane; /* its slot is released when the write commits */
 	int sent;
+	int segments;   /* 0: not said */
+	char *encoding; /* NULL: not said */
 };
 
 struct ng_dispatch {

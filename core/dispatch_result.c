@@ -45,6 +45,8 @@ static void queue(struct dispatch_msg *m, const char *status, const char *outcom
 	    .channel = ng_xstrdup(m->channel),
 	    .lane = m->lane,
 	    .sent = sent,
+	    .segments = m->segments,
+	    .encoding = m->encoding ? ng_xstrdup(m->encoding) : NULL,
 	};
 	dispatch_inflight_remove(d, m);
 	dispatch_msg_free(m);
@@ -67,6 +69,10 @@ void dispatch_result_from_send(struct dispatch_msg *m, const struct nudge_send_r
 	struct ng_dispatch *d = m->d;
 	int64_t now = dispatch_now(d);
 	const char *reason = r->reason && r->reason[0] ? r->reason : NULL;
+	/* ABI 1.1: the host hands a 1.0 plugin's shorter result over with these zeroed. */
+	m->segments = r->segments > 0 ? r->segments : 0;
+	free(m->encoding);
+	m->encoding = r->encoding && r->encoding[0] ? ng_xstrdup(r->encoding) : NULL;
 	switch (r->status) {
 	case NUDGE_SEND_SENT:
 		dispatch_limiter_ok(&m->lane->lim, now);
@@ -172,6 +178,7 @@ struct write {
 static void result_free(struct dispatch_result *r)
 {
 	free(r->provider_id);
+	free(r->encoding);
 	free(r->error);
 	free(r->suppress_address);
 	free(r->suppress_reason);
@@ -280,6 +287,10 @@ void dispatch_results_flush(struct ng_dispatch *d)
 			if (r->next_at)
 				json_object_set_new(
 				    o, "next_at", json_string(ng_wf_ts(r->next_at, ts, sizeof ts)));
+			if (r->segments > 0)
+				json_object_set_new(o, "segments", json_integer(r->segments));
+			if (r->encoding)
+				json_object_set_new(o, "encoding", json_string(r->encoding));
 			json_array_append_new(arr, o);
 		}
 		char *body = json_dumps(arr, JSON_COMPACT);

@@ -27,6 +27,7 @@ void dispatch_msg_free(struct dispatch_msg *m)
 	free(m->recipient);
 	free(m->key);
 	free(m->unsub_url);
+	free(m->encoding);
 	free((char *)m->msg.recipient_name);
 	free(m);
 }

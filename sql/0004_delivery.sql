@@ -2,6 +2,10 @@
 -- message, a wake-up for dispatchers when a message is queued, the one policy decision made before
 -- every send, and the index its claims use.
 
+-- What the provider said a message became: SMS segments (what it bills) and encoding (GSM-7 or
+-- UCS-2), from the plugin's send result.
+ALTER TABLE messages ADD COLUMN segments integer, ADD COLUMN encoding text;
+
 -- Every state change of a message, written by a trigger so no path (the dispatcher, an unsubscribe,
 -- an operator's UPDATE) can change a status without leaving a row here.
 CREATE TABLE message_events (
@@ -141,11 +145,13 @@ RETURNS TABLE (id bigint, customer_id bigint)
 LANGUAGE sql SET enable_hashjoin = off SET enable_mergejoin = off SET enable_seqscan = off AS $$
 WITH r AS (SELECT * FROM jsonb_to_recordset(p_results) AS r(cid bigint, mid bigint, att integer,
              status text, outcome text, provider_id text, error text, next_at timestamptz,
-             channel text, sup_addr text, sup_reason text)),
+             channel text, sup_addr text, sup_reason text, segments integer, encoding text)),
 m AS (UPDATE messages x SET status = r.status,
              provider_id = coalesce(r.provider_id, x.provider_id), last_error = r.error,
              next_attempt_at = coalesce(r.next_at, x.next_attempt_at),
              sent_at = CASE WHEN r.status = 'sent' THEN p_now ELSE x.sent_at END,
+             segments = coalesce(r.segments, x.segments),
+             encoding = coalesce(r.encoding, x.encoding),
              lease_owner = NULL, lease_until = NULL, updated_at = p_now
         FROM r WHERE x.customer_id = r.cid AND x.id = r.mid AND x.attempt = r.att
          AND x.status || '' = 'sending' -- not via the lease index: by primary key

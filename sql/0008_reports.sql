@@ -126,6 +126,9 @@ BEGIN
     IF cid IS NULL THEN
         RETURN jsonb_build_object('status', 'unknown');
     END IF;
+    -- Two keywords from one sender can arrive at once ("STOP", then " Stop "): the second waits
+    -- here for the first to commit, then sees what it recorded, so one change is one row.
+    PERFORM 1 FROM customers WHERE id = cid FOR UPDATE;
     IF p_provider_id IS NOT NULL AND EXISTS (
         SELECT 1 FROM consents WHERE customer_id = cid AND channel = p_channel
            AND evidence->>'provider_id' = p_provider_id) THEN

@@ -406,6 +406,11 @@ static void test_birthday_over_sms_and_messenger(void)
 	                     "SELECT count(*) FROM messages WHERE channel = 'messenger'"
 	                     " AND workflow = 'birthday' AND status = 'sent'"),
 	              1);
+	/* What Twilio bills is kept with the message. */
+	ASSERT_EQ_INT(ng_test_q1(sc.pg, "SELECT count(*) FROM messages WHERE channel = 'sms'"
+	                                " AND workflow = 'birthday' AND segments = 1"
+	                                " AND encoding = 'GSM-7'"),
+	              1);
 	char code[40];
 	snprintf(code, sizeof code, "HBD-%lld", cid);
 	const struct tw_standin_msg *sms = tw_standin_at(tw, tw_standin_count(tw) - 1);
