@@ -5,6 +5,8 @@
 #ifndef NG_CLI_H
 #define NG_CLI_H
 
+#include <libpq-fe.h>
+
 struct ng_command {
 	const char *name;
 	const char *args;
@@ -34,5 +36,8 @@ int ng_cmd_send_test(int argc, char **argv);
 /* The database for a command: conninfo if given, else database.conninfo of the config file
  * (default ./nudge.conf.lua). NULL (after printing why) when neither works. Free it. */
 char *ng_cli_conninfo(const char *config, const char *conninfo);
+
+/* A blocking connection for a command, from the same lookup; NULL after printing why. */
+PGconn *ng_cli_connect(const char *config, const char *conninfo);
 
 #endif

@@ -107,16 +107,9 @@ int ng_cmd_customer(int argc, char **argv)
 		        who);
 		return 2;
 	}
-	char *ci = ng_cli_conninfo(config, conninfo);
-	if (!ci)
+	PGconn *pg = ng_cli_connect(config, conninfo);
+	if (!pg)
 		return 1;
-	PGconn *pg = PQconnectdb(ci);
-	free(ci);
-	if (PQstatus(pg) != CONNECTION_OK) {
-		fprintf(stderr, "nudge: %s", PQerrorMessage(pg));
-		PQfinish(pg);
-		return 1;
-	}
 	long long id = resolve(pg, who);
 	int rc = 1;
 	if (id > 0)

@@ -95,21 +95,6 @@ static int print_timeline(PGconn *pg, const char *customer, const char *message)
 	return 0;
 }
 
-static PGconn *connect_cli(const char *config, const char *conninfo)
-{
-	char *ci = ng_cli_conninfo(config, conninfo);
-	if (!ci)
-		return NULL;
-	PGconn *pg = PQconnectdb(ci);
-	free(ci);
-	if (PQstatus(pg) != CONNECTION_OK) {
-		fprintf(stderr, "nudge: %s", PQerrorMessage(pg));
-		PQfinish(pg);
-		return NULL;
-	}
-	return pg;
-}
-
 /* Parses `CMD ID [--config F | --conninfo C]`; returns the id or NULL (usage). */
 static const char *parse_args(int argc, char **argv, const char **config, const char **conninfo)
 {
@@ -133,7 +118,7 @@ int ng_cmd_why(int argc, char **argv)
 	const char *id = parse_args(argc, argv, &config, &conninfo);
 	if (!id)
 		return ng_cli_usage("why");
-	PGconn *pg = connect_cli(config, conninfo);
+	PGconn *pg = ng_cli_connect(config, conninfo);
 	if (!pg)
 		return 1;
 	const char *p[1] = {id};
@@ -162,7 +147,7 @@ int ng_cmd_trace(int argc, char **argv)
 	const char *id = parse_args(argc, argv, &config, &conninfo);
 	if (!id)
 		return ng_cli_usage("trace");
-	PGconn *pg = connect_cli(config, conninfo);
+	PGconn *pg = ng_cli_connect(config, conninfo);
 	if (!pg)
 		return 1;
 	const char *p[1] = {id};

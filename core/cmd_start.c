@@ -31,16 +31,9 @@ int ng_cmd_start(int argc, char **argv)
 	}
 	if (!wf || !customer || strspn(customer, "0123456789") != strlen(customer))
 		return ng_cli_usage("start");
-	char *ci = ng_cli_conninfo(config, conninfo);
-	if (!ci)
+	PGconn *pg = ng_cli_connect(config, conninfo);
+	if (!pg)
 		return 1;
-	PGconn *pg = PQconnectdb(ci);
-	free(ci);
-	if (PQstatus(pg) != CONNECTION_OK) {
-		fprintf(stderr, "nudge: %s", PQerrorMessage(pg));
-		PQfinish(pg);
-		return 1;
-	}
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	char now[40];

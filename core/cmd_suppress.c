@@ -92,16 +92,9 @@ int ng_cmd_suppress(int argc, char **argv)
 	char norm[NG_IDENTITY_EMAIL_MAX];
 	if (!list && normalise(channel, address, norm, sizeof norm) != 0)
 		return 1;
-	char *ci = ng_cli_conninfo(config, conninfo);
-	if (!ci)
+	PGconn *pg = ng_cli_connect(config, conninfo);
+	if (!pg)
 		return 1;
-	PGconn *pg = PQconnectdb(ci);
-	free(ci);
-	if (PQstatus(pg) != CONNECTION_OK) {
-		fprintf(stderr, "nudge: %s", PQerrorMessage(pg));
-		PQfinish(pg);
-		return 1;
-	}
 	int rc;
 	if (list) {
 		const char *p[1] = {channel};

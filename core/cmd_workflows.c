@@ -31,6 +31,21 @@ char *ng_cli_conninfo(const char *config, const char *conninfo)
 	return ci;
 }
 
+PGconn *ng_cli_connect(const char *config, const char *conninfo)
+{
+	char *ci = ng_cli_conninfo(config, conninfo);
+	if (!ci)
+		return NULL;
+	PGconn *pg = PQconnectdb(ci);
+	free(ci);
+	if (PQstatus(pg) != CONNECTION_OK) {
+		fprintf(stderr, "nudge: %s", PQerrorMessage(pg));
+		PQfinish(pg);
+		return NULL;
+	}
+	return pg;
+}
+
 static int print_query(PGconn *pg, const char *sql, int n, const char *const *p)
 {
 	PGresult *r = PQexecParams(pg, sql, n, NULL, p, NULL, NULL, 0);
