@@ -1,6 +1,6 @@
 # nudge — build, test, demo, install.
 #
-#   make               the daemon (build/nudge) and the channel plugins (build/plugins/*.so)
+#   make               the daemon (.build/nudge) and the channel plugins (.build/plugins/*.so)
 #   make check         every suite, normal build and ASan+UBSan build, against a private PostgreSQL
 #   make check-fast    the same, normal build only
 #   make demo          a private PostgreSQL, the daemon with the shipped workflows, a sample event
@@ -13,7 +13,8 @@
 # re-enter make so that pkg-config runs after they are installed.
 
 PREFIX ?= /usr/local
-BUILD ?= build
+# Build output lives in dot-directories: the top level holds only the project's own folders.
+BUILD ?= .build
 SAN ?=
 CC ?= cc
 
@@ -85,12 +86,12 @@ $(BUILD)/tests/plugins/%.so: tests/plugins/%.c core/include/nudge/plugin.h
 
 check: deps
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 build
-	@tests/run.sh build build-asan
+	@$(MAKE) --no-print-directory BUILD=.build-asan SAN=1 build
+	@tests/run.sh .build .build-asan
 
 check-fast: deps
 	@$(MAKE) --no-print-directory build
-	@tests/run.sh build
+	@tests/run.sh .build
 
 demo: deps
 	@$(MAKE) --no-print-directory build
@@ -129,6 +130,6 @@ format:
 		plugins/*/*.h tests/plugins/*.c contrib/plugin-example/*.c)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf .build .build-asan .build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

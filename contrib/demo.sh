@@ -42,7 +42,7 @@ export NUDGE_DATABASE="$conninfo"
 sql() { psql "$NUDGE_DATABASE" -v ON_ERROR_STOP=1 -qAt "$@"; }
 
 say "nudge migrate"
-build/nudge migrate --conninfo "$NUDGE_DATABASE"
+.build/nudge migrate --conninfo "$NUDGE_DATABASE"
 
 say "starting smtp-sink (postfix) — it writes every message it receives to $work/sink/"
 rm -rf "$work/sink"
@@ -61,14 +61,14 @@ conf="$work/nudge.conf.lua"
 sed "s/port = 2525,/port = $NUDGE_SMTP_PORT,/" contrib/demo/nudge.conf.lua >"$conf"
 
 say "nudge config check $conf"
-build/nudge config check "$conf"
+.build/nudge config check "$conf"
 
 say "nudge send-test: one message through the smtp plugin, now"
-build/nudge send-test --config "$conf" --channel email --template welcome --to test@example.org \
+.build/nudge send-test --config "$conf" --channel email --template welcome --to test@example.org \
 	--data '{"customer": {"first_name": "Tess"}}' 2>/dev/null
 
 say "nudge serve --config $conf (listening on $NUDGE_LISTEN, clock.speed = 3600)"
-build/nudge serve --config "$conf" 2>"$work/nudge.log" &
+.build/nudge serve --config "$conf" 2>"$work/nudge.log" &
 pid=$!
 for _ in $(seq 1 100); do
 	curl -fsS "http://$NUDGE_LISTEN/healthz" >/dev/null 2>&1 && break
@@ -92,7 +92,7 @@ cat >"$work/signup.json" <<EOF
   "consent": { "email": { "state": "subscribed", "source": "signup_form" } },
   "idempotency_key": "demo-signup-$email" }
 EOF
-build/nudge events send "$work/signup.json" --url "http://$NUDGE_LISTEN" --key demo-api-key
+.build/nudge events send "$work/signup.json" --url "http://$NUDGE_LISTEN" --key demo-api-key
 
 say "they start a checkout: Shopify posts checkouts/create (the fixture, signed with the shop's secret)"
 post_checkout() { # $1: the X-Shopify-Hmac-Sha256 to send

@@ -35,7 +35,7 @@ char *ng_paths_shipped(const char *sub)
 		char *slash = strrchr(exe, '/');
 		if (slash) {
 			*slash = '\0';
-			/* build/nudge or build-asan/nudge: the tree is one level up. */
+			/* .build/nudge or .build-asan/nudge: the tree is one level up. */
 			char *p = ng_xasprintf("%s/../%s", exe, sub);
 			char *real = realpath(p, NULL);
 			free(p);

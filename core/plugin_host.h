@@ -85,7 +85,7 @@ int ng_plugin_host_load_conf(struct ng_plugin_host *h, const struct ng_conf *con
                              void (*refused)(void *arg, const char *sentence), void *arg);
 
 /* Where plugins live when paths.plugins is unset: $NUDGE_PLUGINS_DIR, else plugins/ beside the
- * binary (build/plugins), else PREFIX/lib/nudge/plugins. Malloc'd; NULL if none exists. */
+ * binary (.build/plugins), else PREFIX/lib/nudge/plugins. Malloc'd; NULL if none exists. */
 char *ng_plugin_default_dir(void);
 
 /*

@@ -4,7 +4,7 @@
  * keys the plugin declares, then call init. Everything that can be wrong is found before any plugin
  * callback runs, and each problem becomes one sentence that names the file and what is wrong:
  *
- *   build/plugins/foo.so: built for plugin ABI 2.x, this nudge speaks 1.x
+ *   .build/plugins/foo.so: built for plugin ABI 2.x, this nudge speaks 1.x
  *
  * A refused instance is skipped; the others keep loading.
  */
@@ -57,7 +57,7 @@ char *ng_plugin_default_dir(void)
 	if (!slash)
 		return NULL;
 	*slash = '\0';
-	/* build/nudge → build/plugins; PREFIX/bin/nudge → PREFIX/lib/nudge/plugins. */
+	/* .build/nudge → .build/plugins; PREFIX/bin/nudge → PREFIX/lib/nudge/plugins. */
 	char *p = ng_xasprintf("%s/plugins", exe);
 	if (is_dir(p))
 		return p;

@@ -5,9 +5,9 @@
  * child per test (so a crash or a hang fails that test alone), kills it after NG_TEST_TIMEOUT seconds
  * (default 120), prints TAP-like "ok"/"not ok" lines and a summary. Asserts print both values.
  *
- *   ./build/tests/test_db               run every test in the file
- *   ./build/tests/test_db NAME...        run the named tests
- *   NG_TEST_NOFORK=1 ./build/tests/…     run in-process (for gdb)
+ *   ./.build/tests/test_db               run every test in the file
+ *   ./.build/tests/test_db NAME...        run the named tests
+ *   NG_TEST_NOFORK=1 ./.build/tests/…     run in-process (for gdb)
  *
  * Integration tests read the private PostgreSQL cluster's conninfo from NUDGE_TEST_PG, which
  * tests/run.sh (make check) exports.

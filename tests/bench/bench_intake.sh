@@ -23,7 +23,7 @@ if ! command -v wrk >/dev/null 2>&1; then
 	echo "bench intake: installing wrk (apt-get install wrk)"
 	apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
 fi
-[ -x build/nudge ] || { echo "bench intake: build/nudge is missing (make build)"; exit 1; }
+[ -x .build/nudge ] || { echo "bench intake: .build/nudge is missing (make build)"; exit 1; }
 
 pid=""
 cleanup() {
@@ -43,7 +43,7 @@ as_owner "$pgbin/pg_ctl" -D "$work/pg/data" -m fast -w restart -o "-p $pgport \
 	-c listen_addresses=127.0.0.1 -c unix_socket_directories=$work/pg \
 	-c fsync=${BENCH_FSYNC:-on} -c max_connections=400" >/dev/null
 psql "$conninfo" -qc "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null
-build/nudge migrate --conninfo "$conninfo" >/dev/null 2>&1
+.build/nudge migrate --conninfo "$conninfo" >/dev/null 2>&1
 if [ "${BENCH_TRIGGER:-on}" = off ]; then
 	# Intake alone: events are not queued for the workflow engine (whose per-event commits
 	# otherwise share the cluster with the intake's).
@@ -66,7 +66,7 @@ return {
   channels = {},
 }
 CONF
-build/nudge serve --config "$work/nudge.conf.lua" 2>"$work/nudge.log" &
+.build/nudge serve --config "$work/nudge.conf.lua" 2>"$work/nudge.log" &
 pid=$!
 for _ in $(seq 1 100); do
 	curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break

@@ -45,7 +45,7 @@ t1=$(now_ms)
 base_ms=$((t1 - t0))
 
 conninfo=$(tests/pg.sh start "$work/pg")
-build/nudge migrate --conninfo "$conninfo" >/dev/null 2>&1
+.build/nudge migrate --conninfo "$conninfo" >/dev/null 2>&1
 psql "$conninfo" -qAt -v ON_ERROR_STOP=1 -c "
 	WITH c AS (INSERT INTO customers (email) SELECT 'b' || g || '@example.org'
 	           FROM generate_series(1, $MESSAGES) g RETURNING id)
@@ -60,7 +60,7 @@ return {
   database = { conninfo = [[$conninfo]], pool_size = 4 },
   http = { listen = "127.0.0.1:$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 ))" },
   log = { level = "warn" },
-  paths = { plugins = "$top/build/plugins", workflows = "$work/wf" },
+  paths = { plugins = "$top/.build/plugins", workflows = "$work/wf" },
   unsubscribe = { secret = "bench" },
   senders = { threads = $CONNS },
   dispatch = { batch = 512 },
@@ -70,7 +70,7 @@ return {
 }
 EOF
 mkdir -p "$work/wf"
-build/nudge serve --config "$work/nudge.conf.lua" 2>"$work/nudge.log" &
+.build/nudge serve --config "$work/nudge.conf.lua" 2>"$work/nudge.log" &
 nudgepid=$!
 echo "$nudgepid" >"$work/nudge.pid"
 sleep 1
@@ -85,7 +85,7 @@ done
 t1=$(now_ms)
 nudge_ms=$((t1 - t0))
 ok=$(psql "$conninfo" -qAt -c "SELECT count(*) FROM messages WHERE status = 'sent'")
-echo "nudge:    build/nudge serve (dispatcher + smtp plugin, concurrency 2048, $CONNS connections);" \
+echo "nudge:    .build/nudge serve (dispatcher + smtp plugin, concurrency 2048, $CONNS connections);" \
 	"$ok of $MESSAGES sent"
 awk -v n="$MESSAGES" -v b="$base_ms" -v d="$nudge_ms" 'BEGIN {
 	rb = n * 1000 / b; rd = n * 1000 / d;

@@ -47,7 +47,7 @@ int main(int argc, char **argv)
 	int n = argc > 1 ? atoi(argv[1]) : 10000;
 	int latency = argc > 2 ? atoi(argv[2]) : 100;
 	int conc = argc > 3 ? atoi(argv[3]) : 50;
-	const char *plugins = argc > 4 ? argv[4] : "build/plugins";
+	const char *plugins = argc > 4 ? argv[4] : ".build/plugins";
 	ng_log_setup(NG_LOG_WARN, NG_LOG_LOGFMT);
 	uv_loop_t loop;
 	uv_loop_init(&loop);

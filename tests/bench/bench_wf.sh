@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/bench/bench_wf.sh — the workflow runtime's figures, each against real `build/nudge serve`
+# tests/bench/bench_wf.sh — the workflow runtime's figures, each against real `.build/nudge serve`
 # processes on a private PostgreSQL (tests/pg.sh; fsync off, as in make check):
 #
 #   effects  effects journaled per second by the daemon running the `drip` workflow (every
@@ -17,7 +17,7 @@
 set -eu
 cd "$(dirname "$0")/../.."
 top=$(pwd)
-nudge=${NUDGE_BIN:-$top/build/nudge}
+nudge=${NUDGE_BIN:-$top/.build/nudge}
 drip=${BENCH_WF_DRIP:-2000}
 waiting=${BENCH_WF_WAITING:-1000000}
 drain=${BENCH_WF_DRAIN:-100000}

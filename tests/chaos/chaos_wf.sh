@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/chaos/chaos_wf.sh — the workflow runtime against real `build/nudge serve` processes:
+# tests/chaos/chaos_wf.sh — the workflow runtime against real `.build/nudge serve` processes:
 #
 #   kill   CHAOS_INSTANCES (1000) instances mid-flight; the daemon is killed with SIGKILL at a random
 #          moment CHAOS_KILLS (20) times and restarted each time, then left to finish.
@@ -12,7 +12,7 @@
 set -eu
 cd "$(dirname "$0")/../.."
 top=$(pwd)
-nudge=${NUDGE_BIN:-$top/build/nudge}
+nudge=${NUDGE_BIN:-$top/.build/nudge}
 instances=${CHAOS_INSTANCES:-1000}
 kills=${CHAOS_KILLS:-20}
 shared=${CHAOS_SHARED:-10000}

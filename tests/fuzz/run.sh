@@ -6,7 +6,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 secs=${FUZZ_SECONDS:-600}
-out=build-fuzz
+out=.build-fuzz
 mkdir -p "$out"
 # clang is an optional dependency, for fuzzing only: installed here when missing.
 if ! command -v clang >/dev/null && [ "$(id -u)" -eq 0 ]; then

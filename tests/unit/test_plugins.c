@@ -64,7 +64,7 @@ static void rig_close(struct rig *r)
 	ASSERT_EQ_INT(uv_loop_close(&r->loop), 0);
 }
 
-/* The directory holding this test binary (build/tests), for the plugins built beside it. */
+/* The directory holding this test binary (.build/tests), for the plugins built beside it. */
 static const char *bin_dir(void)
 {
 	static char dir[PATH_MAX];
