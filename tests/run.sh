@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/run.sh BUILD_DIR... — runs every suite against a private PostgreSQL cluster.
 #
-# For each build directory (build, .build-asan…) it migrates a fresh database with that build's
+# For each build directory (.build, .build-asan…) it migrates a fresh database with that build's
 # `nudge migrate` and runs every test binary in BUILD/tests/. The normal build's binaries also run
 # under valgrind when NG_VALGRIND is not 0. Ends with the line "N passed, M failed".
 set -u
@@ -65,7 +65,7 @@ for build in "$@"; do
 	db="nudge_$(echo "$label" | tr -c 'a-z0-9\n' '_')"
 	psql -q "$conninfo" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null 2>&1
 	export NUDGE_TEST_PG=$(echo "$conninfo" | sed "s/dbname=nudge/dbname=$db/")
-	if "$.build/nudge" migrate --conninfo "$NUDGE_TEST_PG" >"$log" 2>&1; then
+	if "$build/nudge" migrate --conninfo "$NUDGE_TEST_PG" >"$log" 2>&1; then
 		echo "ok $label.migrate" >>"$log"
 	else
 		echo "not ok $label.migrate" >>"$log"
@@ -80,7 +80,7 @@ for build in "$@"; do
 
 	if [ "$label" = build ] && [ "${NG_VALGRIND:-1}" != 0 ] && command -v valgrind >/dev/null; then
 		for name in ${NG_VALGRIND_SUITES-test_config test_clock test_senders test_db test_httpc test_httpd test_plugins test_smtp test_privacy test_policy test_twilio test_liquid test_liquid_spec test_msgtmpl test_messenger test_dispatch test_unsubscribe}; do
-			t="$.build/tests/$name"
+			t="$build/tests/$name"
 			[ -x "$t" ] || continue
 			NG_TEST_TIMEOUT=600 run_suite "valgrind" valgrind -q --error-exitcode=99 \
 				--leak-check=full --errors-for-leak-kinds=definite \
