@@ -90,6 +90,9 @@ return {
       { channel = "email", max = 3, per = "7d" },
       { channel = "sms", max = 2, per = "7d" },
     },
+    -- Double opt-in: email opt-ins wait for the confirm link in a confirmation email before any
+    -- marketing email goes out (required in Germany and Austria, good practice everywhere).
+    double_opt_in = { email = false, hold = "7d" },
   },
 
   shutdown_timeout_ms = 10000,

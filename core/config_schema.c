@@ -146,6 +146,16 @@ static const struct ng_conf_field cap_fields[] = {
 	END,
 };
 
+static const struct ng_conf_field double_opt_in_fields[] = {
+	{"email", NG_CONF_BOOL, 0, "false", NULL, 0, 0, NULL,
+	 "an email opt-in becomes pending, a confirmation email goes out, marketing waits for its link"},
+	{"template", NG_CONF_STRING, 0, "confirm_subscription", NULL, 0, 0, NULL,
+	 "the confirmation message's template (transactional; shows {{ confirm_url }})"},
+	{"hold", NG_CONF_STRING, 0, "7d", NULL, 0, 0, NULL,
+	 "how long marketing email waits for a pending consent to be confirmed before it is dropped"},
+	END,
+};
+
 static const struct ng_conf_field policy_fields[] = {
 	{"transactional_exempt", NG_CONF_BOOL, 0, "true", NULL, 0, 0, NULL,
 	 "transactional messages ignore quiet hours (caps never apply to them)"},
@@ -155,6 +165,8 @@ static const struct ng_conf_field policy_fields[] = {
 	 "stricter windows by recipient phone prefix"},
 	{"caps", NG_CONF_LIST, 0, NULL, NULL, 0, 0, cap_fields,
 	 "frequency caps on marketing messages, across workflows"},
+	{"double_opt_in", NG_CONF_TABLE, 0, NULL, NULL, 0, 0, double_opt_in_fields,
+	 "confirmed opt-in for email (docs/policy.md)"},
 	END,
 };
 
@@ -196,7 +208,7 @@ static const struct ng_conf_field dispatch_fields[] = {
 
 static const struct ng_conf_field unsubscribe_fields[] = {
 	{"secret", NG_CONF_STRING, 0, NULL, NULL, 0, 0, NULL,
-	 "HMAC key signing unsubscribe links; use env() or file(). Unset: a random key per start (links break on restart)"},
+	 "HMAC key signing unsubscribe and confirm links; use env() or file(). Unset: a random key per start (links break on restart)"},
 	END,
 };
 

@@ -13,6 +13,7 @@
 #include "db.h"
 #include "dispatch.h"
 #include "msgtmpl.h"
+#include "confirm.h"
 #include "unsubscribe.h"
 #include "ng.h"
 #include "migrate.h"
@@ -434,8 +435,10 @@ static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_con
 	ng_privacy_routes(parts->privacy, parts->httpd);
 	ng_intake_routes(parts->intake, parts->httpd);
 	ng_httpd_observe(parts->httpd, observe_http, parts->metrics);
-	parts->unsub = ng_unsubscribe_routes(parts->httpd, parts->db, parts->unsub_secret,
-					     parts->unsub_secret_len, ng_conf_str(conf, "store.name"));
+	parts->links = ng_link_routes_new(parts->db, parts->unsub_secret, parts->unsub_secret_len,
+					  ng_conf_str(conf, "store.name"));
+	ng_unsubscribe_routes(parts->httpd, parts->links);
+	ng_confirm_routes(parts->httpd, parts->links);
 	ng_info("http", "listening on %s", listen);
 	return 0;
 }
@@ -587,6 +590,19 @@ static int start_dispatch(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 		free(p);
 		return rc;
 	}
+	/* Double opt-in sends its confirmation with this template: a missing one would leave every
+	 * new subscriber pending for ever. */
+	const char *confirm = ng_conf_str(conf, "policy.double_opt_in.template");
+	if (ng_conf_bool(conf, "policy.double_opt_in.email") &&
+	    !ng_msgtmpl_has(p->templates, confirm)) {
+		snprintf(err, errlen,
+		         "key 'policy.double_opt_in.template' names \"%s\", which is not among the "
+		         "message templates",
+		         confirm ? confirm : "");
+		ng_msgtmpl_close(p->templates);
+		free(p);
+		return -EINVAL;
+	}
 	const struct ng_conf_node *list = ng_conf_get(conf, "channels");
 	size_t n = 0;
 	for (const struct ng_conf_node *c = list ? list->child : NULL; c; c = c->next)
@@ -721,8 +737,8 @@ void ng_daemon_parts_free(struct ng_daemon_parts *parts)
 	free(parts->admin);
 	free(parts->privacy);
 	parts->privacy = NULL;
-	ng_unsubscribe_free(parts->unsub);
-	parts->unsub = NULL;
+	ng_link_routes_free(parts->links);
+	parts->links = NULL;
 	ng_metrics_free(parts->metrics);
 	parts->admin = NULL;
 	parts->metrics = NULL;

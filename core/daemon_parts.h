@@ -24,7 +24,7 @@ struct ng_daemon_parts {
 	struct ng_privacy_api *privacy;
 	struct ng_intake *intake;
 	struct ng_dispatch_part *dispatch;
-	struct ng_unsubscribe *unsub;
+	struct ng_link_routes *links; /* what /u/ and /c/ need */
 	unsigned char unsub_secret[256]; /* unsubscribe.secret, or random bytes per start */
 	size_t unsub_secret_len;
 	uint64_t started_ms;

@@ -2,14 +2,15 @@
  * dispatch_send.c — one claimed message on its way to a plugin. The claim brought the policy's
  * verdict: a refusal becomes a skip with its reason. Otherwise the render data is built from the
  * stored snapshot (plus customer, store, message and, for marketing, unsubscribe_url, as
- * core/msgtmpl.h describes), the template is rendered here on the loop thread (templates are
- * parsed once at load, so a render is a short walk over the data), and the message is handed to
- * its plugin instance. The plugin's completion goes to dispatch_result.c.
+ * core/msgtmpl.h describes; and confirm_url for an email whose data asks for confirm_subscription,
+ * the double opt-in confirmation of sql/0011), the template is rendered here on the loop thread
+ * (templates are parsed once at load, so a render is a short walk over the data), and the message
+ * is handed to its plugin instance. The plugin's completion goes to dispatch_result.c.
  */
 #include "dispatch_int.h"
 #include "ng.h"
 #include "plugin_host.h"
-#include "unsubscribe.h"
+#include "links.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,15 @@ static json_t *render_data(struct dispatch_msg *m, const char *snapshot)
 	                    json_pack("{s:I, s:s}", "id", (json_int_t)m->mid, "key", m->key));
 	if (m->unsub_url)
 		json_object_set_new(data, "unsubscribe_url", json_string(m->unsub_url));
+	if (strcmp(m->channel, "email") == 0 &&
+	    json_is_true(json_object_get(data, "confirm_subscription"))) {
+		char *u =
+		    ng_link_url(o->store_base_url, o->unsubscribe_secret, o->unsubscribe_secret_len,
+		                NG_LINK_CONFIRM, m->cid, m->channel, m->mid);
+		if (u)
+			json_object_set_new(data, "confirm_url", json_string(u));
+		free(u);
+	}
 	return data;
 }
 
@@ -83,20 +93,6 @@ static char *display_name(const json_t *customer)
 	if (f || l)
 		return ng_xstrdup(f ? f : l);
 	return NULL;
-}
-
-static void unsubscribe_url(struct dispatch_msg *m)
-{
-	const struct ng_dispatch_options *o = &m->d->opt;
-	char tok[NG_UNSUB_TOKEN_LEN + 1];
-	if (!o->store_base_url || !o->unsubscribe_secret ||
-	    ng_unsub_token(o->unsubscribe_secret, o->unsubscribe_secret_len, m->cid, m->channel,
-	                   m->mid, tok, sizeof tok) != 0)
-		return;
-	size_t n = strlen(o->store_base_url);
-	while (n > 0 && o->store_base_url[n - 1] == '/')
-		n--;
-	m->unsub_url = ng_xasprintf("%.*s/u/%s", (int)n, o->store_base_url, tok);
 }
 
 void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i, int reconcile)
@@ -138,7 +134,9 @@ void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i, int
 		return;
 	}
 	if (m->purpose == NUDGE_PURPOSE_MARKETING)
-		unsubscribe_url(m);
+		m->unsub_url = ng_link_url(d->opt.store_base_url, d->opt.unsubscribe_secret,
+		                           d->opt.unsubscribe_secret_len, NG_LINK_UNSUBSCRIBE,
+		                           m->cid, m->channel, m->mid);
 	m->data = render_data(m, col(res, i, 6));
 	m->rendered = ng_xcalloc(1, sizeof *m->rendered);
 	char err[512] = "";

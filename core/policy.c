@@ -59,6 +59,31 @@ static json_t *windows(const struct ng_conf_node *n, const char *path, char *err
 	return o;
 }
 
+/* {"email": bool, "template": name, "hold": "N seconds"}: what sql/0011 reads. The hold has the
+ * same form as a cap's period. */
+static json_t *double_opt_in(const struct ng_conf *conf, char *err, size_t errlen)
+{
+	const char *hold = ng_conf_str(conf, "policy.double_opt_in.hold");
+	const char *tmpl = ng_conf_str(conf, "policy.double_opt_in.template");
+	int64_t ms;
+	if (!hold || ng_clock_parse_duration(hold, &ms) != 0 || ms < 60000) {
+		snprintf(
+		    err, errlen,
+		    "key 'policy.double_opt_in.hold' must be a period of at least a minute, such "
+		    "as \"7d\" or \"48h\"");
+		return NULL;
+	}
+	if (!tmpl || !tmpl[0]) {
+		snprintf(err, errlen, "key 'policy.double_opt_in.template' must name a template");
+		return NULL;
+	}
+	char hold_sql[48];
+	snprintf(hold_sql, sizeof hold_sql, "%lld seconds", (long long)(ms / 1000));
+	return json_pack("{s:b, s:s, s:s, s:s}", "email",
+	                 ng_conf_bool(conf, "policy.double_opt_in.email"), "template", tmpl, "hold",
+	                 hold_sql, "hold_written", hold);
+}
+
 json_t *ng_policy_settings(const struct ng_conf *conf, char *err, size_t errlen)
 {
 	const char *tz = ng_conf_str(conf, "store.timezone");
@@ -124,6 +149,10 @@ json_t *ng_policy_settings(const struct ng_conf *conf, char *err, size_t errlen)
 		                                      (json_int_t)(mx ? mx->i : 0), "per", per_sql,
 		                                      "written", per->str));
 	}
+	json_t *doi = double_opt_in(conf, err, errlen);
+	if (!doi)
+		goto bad;
+	json_object_set_new(s, "double_opt_in", doi);
 	return s;
 bad:
 	json_decref(s);

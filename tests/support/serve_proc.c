@@ -90,7 +90,8 @@ pid_t ng_test_serve_spawn(const char *conf, const char *log)
 	pid_t pid = fork();
 	ASSERT(pid >= 0);
 	if (pid == 0) {
-		/* A test that fails or times out must not leave its daemon running (and sending). */
+		/* A test that fails or times out must not leave its daemon running (and sending).
+		 */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(127);
@@ -135,4 +136,25 @@ char *ng_test_header(const char *data, const char *name)
 		}
 	}
 	return NULL;
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+void ng_test_qp_decode(const char *in, size_t len, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len && o < cap - 1; i++) {
+		if (in[i] == '=' && i + 2 < len && in[i + 1] == '\r' && in[i + 2] == '\n') {
+			i += 2;
+		} else if (in[i] == '=' && i + 2 < len) {
+			out[o++] = (char)(hexval(in[i + 1]) * 16 + hexval(in[i + 2]));
+			i += 2;
+		} else {
+			out[o++] = in[i];
+		}
+	}
+	out[o] = '\0';
 }

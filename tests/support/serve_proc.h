@@ -34,4 +34,7 @@ int ng_test_serve_wait(pid_t pid, int ms);
 /* The value of header `name` in a received message (CRLF text), malloc'd; NULL if absent. */
 char *ng_test_header(const char *data, const char *name);
 
+/* Decodes quoted-printable (soft breaks joined; CRLF hard breaks stay CRLF) into out. */
+void ng_test_qp_decode(const char *in, size_t len, char *out, size_t cap);
+
 #endif

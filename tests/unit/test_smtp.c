@@ -13,6 +13,7 @@
 #include "plugin_host.h"
 #include "senders.h"
 #include "support/smtp_standin.h"
+#include "support/serve_proc.h"
 #include "testlib.h"
 
 #include <limits.h>
@@ -582,23 +583,6 @@ static void decode_words(const char *in, char *out, size_t cap)
 	out[o] = '\0';
 }
 
-/* Decodes quoted-printable; CRLF hard breaks stay CRLF. */
-static void decode_qp(const char *in, size_t len, char *out, size_t cap)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < len && o < cap - 1; i++) {
-		if (in[i] == '=' && i + 2 < len && in[i + 1] == '\r' && in[i + 2] == '\n') {
-			i += 2;
-		} else if (in[i] == '=' && i + 2 < len) {
-			out[o++] = (char)(hexval(in[i + 1]) * 16 + hexval(in[i + 2]));
-			i += 2;
-		} else {
-			out[o++] = in[i];
-		}
-	}
-	out[o] = '\0';
-}
-
 /* The decoded body of the part whose Content-Type starts with type. */
 static void mime_part(const char *msg, const char *boundary, const char *type, char *out,
                       size_t cap)
@@ -617,7 +601,7 @@ static void mime_part(const char *msg, const char *boundary, const char *type, c
 		body += 4;
 		const char *end = strstr(body, delim);
 		ASSERT(end != NULL);
-		decode_qp(body, (size_t)(end - body), out, cap);
+		ng_test_qp_decode(body, (size_t)(end - body), out, cap);
 		return;
 	}
 	ng_test_fail(__FILE__, __LINE__, "no %s part", type);

@@ -1,0 +1,161 @@
+-- 0011_double_opt_in.sql — confirmed opt-in for email (policy.double_opt_in, docs/policy.md).
+--
+-- With policy_settings.settings->'double_opt_in'->>'email' true, an email marketing grant that is
+-- not already confirmed (from a store webhook, the events API, an import) is recorded as pending
+-- instead, and a transactional confirmation email is queued; its link (/c/<token>, core/confirm.c)
+-- calls ng_consent_confirm, which records the grant. One trigger on consents does the first part,
+-- so every path that grants goes through it. Marketing email to a customer whose consent in force
+-- is pending is held (deferred) until it is confirmed or the hold runs out, then dropped with its
+-- reason: that holds for a pending state a store reported too (Shopify's own double opt-in).
+--
+-- A grant counts as confirmed when its source is confirm_link or its evidence says
+-- "confirmed": true (the store ran its own confirmation).
+
+CREATE FUNCTION ng_consent_double_opt_in() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    d jsonb;
+    have text;
+    tmpl text;
+BEGIN
+    IF NEW.channel <> 'email' OR NEW.purpose <> 'marketing' OR NEW.status <> 'granted' THEN
+        RETURN NEW;
+    END IF;
+    SELECT settings->'double_opt_in' INTO d FROM policy_settings;
+    SELECT status INTO have FROM consents
+     WHERE customer_id = NEW.customer_id AND channel = 'email' AND purpose = 'marketing'
+     ORDER BY recorded_at DESC, id DESC LIMIT 1;
+    IF NEW.source = 'confirm_link' OR COALESCE((NEW.evidence->>'confirmed')::boolean, false)
+       OR NOT COALESCE((d->>'email')::boolean, false) OR have = 'granted' THEN
+        -- A grant in force: marketing email held for confirmation is due now.
+        UPDATE messages SET next_attempt_at = now(), updated_at = now()
+         WHERE customer_id = NEW.customer_id AND channel = 'email' AND purpose = 'marketing'
+           AND status = 'deferred' AND last_error LIKE 'consent_pending%';
+        RETURN NEW;
+    END IF;
+    tmpl := COALESCE(d->>'template', 'confirm_subscription');
+    -- Already waiting, and asked less than a day ago: a store that repeats the opt-in with every
+    -- checkout must not send a confirmation each time. Nothing new to record.
+    IF have = 'pending' AND EXISTS (
+           SELECT 1 FROM messages m
+            WHERE m.customer_id = NEW.customer_id AND m.channel = 'email'
+              AND m.workflow = 'double_opt_in' AND m.created_at > now() - interval '1 day') THEN
+        RETURN NULL;
+    END IF;
+    NEW.status := 'pending';
+    NEW.evidence := COALESCE(NEW.evidence, '{}'::jsonb)
+                    || jsonb_build_object('double_opt_in', 'confirmation sent');
+    INSERT INTO messages (customer_id, channel, template, purpose, workflow, data)
+    VALUES (NEW.customer_id, 'email', tmpl, 'transactional', 'double_opt_in',
+            jsonb_build_object('confirm_subscription', true));
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER consents_double_opt_in BEFORE INSERT ON consents
+    FOR EACH ROW EXECUTE FUNCTION ng_consent_double_opt_in();
+
+-- The confirm link: 'confirmed' (the grant recorded now), 'already' (granted before), or
+-- 'not_pending' (withdrawn since, or never asked for: the link no longer subscribes anyone).
+CREATE FUNCTION ng_consent_confirm(p_customer bigint, p_evidence jsonb) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    k consents%ROWTYPE;
+BEGIN
+    -- Two clicks at once: the second waits here and then sees the first one's grant.
+    PERFORM 1 FROM customers WHERE id = p_customer FOR UPDATE;
+    SELECT * INTO k FROM consents
+     WHERE customer_id = p_customer AND channel = 'email' AND purpose = 'marketing'
+     ORDER BY recorded_at DESC, id DESC LIMIT 1;
+    IF k.status = 'granted' THEN
+        RETURN 'already';
+    END IF;
+    IF k.status IS DISTINCT FROM 'pending' THEN
+        RETURN 'not_pending';
+    END IF;
+    INSERT INTO consents (customer_id, channel, purpose, status, source, evidence)
+    VALUES (p_customer, 'email', 'marketing', 'granted', 'confirm_link',
+            p_evidence || jsonb_build_object('confirmed', true, 'pending_consent', k.id));
+    RETURN 'confirmed';
+END $$;
+
+-- The verdict of 0007 with one rule more: marketing email to a customer whose consent in force is
+-- pending waits for the confirmation (until the hold, 7 days unless configured, runs out from when
+-- it became pending), instead of being skipped for lack of consent.
+CREATE OR REPLACE FUNCTION ng_policy_verdict(p_customer bigint, p_message bigint, p_channel text,
+                                  p_purpose text, p_address text, p_quiet text, p_on_cap text,
+                                  p_timezone text, p_rank bigint, p_now timestamptz)
+RETURNS text LANGUAGE plpgsql STABLE SET enable_seqscan = on AS $$
+DECLARE
+    v text;
+    s jsonb;
+    w jsonb;
+    r jsonb;
+    tz text;
+    opens timestamptz;
+    cap record;
+    pend consents%ROWTYPE;
+    hold interval;
+BEGIN
+    v := ng_delivery_policy(p_customer, p_channel, p_purpose, p_address);
+    SELECT settings INTO s FROM policy_settings;
+    IF v = 'no_consent' AND p_channel = 'email' THEN
+        SELECT * INTO pend FROM consents
+         WHERE customer_id = p_customer AND channel = 'email' AND purpose = 'marketing'
+         ORDER BY recorded_at DESC, id DESC LIMIT 1;
+        IF pend.status = 'pending' THEN
+            hold := COALESCE((s->'double_opt_in'->>'hold')::interval, interval '7 days');
+            IF pend.recorded_at + hold > p_now THEN
+                RETURN format('defer:%s:consent_pending: waiting for the subscriber to confirm',
+                              ng_epoch_ms(pend.recorded_at + hold));
+            END IF;
+            RETURN format('consent_pending: not confirmed within %s',
+                          COALESCE(s->'double_opt_in'->>'hold_written', hold::text));
+        END IF;
+    END IF;
+    IF v IS NOT NULL THEN
+        RETURN v;
+    END IF;
+    IF s IS NULL THEN
+        RETURN NULL;
+    END IF;
+
+    IF p_purpose = 'marketing' OR NOT COALESCE((s->>'transactional_exempt')::boolean, true) THEN
+        w := s->'quiet_hours'->p_channel;
+        -- A stricter rule for the recipient's region (longest matching phone prefix).
+        IF p_channel = 'sms' AND p_address IS NOT NULL THEN
+            SELECT x INTO r FROM jsonb_array_elements(COALESCE(s->'regions', '[]')) x
+             WHERE starts_with(p_address, x->>'prefix') AND x->'quiet_hours' ? p_channel
+             ORDER BY length(x->>'prefix') DESC LIMIT 1;
+            IF r IS NOT NULL THEN
+                w := r->'quiet_hours'->p_channel;
+            END IF;
+        END IF;
+        IF w IS NOT NULL THEN
+            tz := COALESCE(NULLIF(p_timezone, ''), s->>'timezone', 'UTC');
+            IF NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = tz) THEN
+                tz := COALESCE(s->>'timezone', 'UTC');
+            END IF;
+            opens := ng_quiet_hours_open(p_now, tz, (w->>'start')::time, (w->>'end')::time);
+            IF opens IS NOT NULL THEN
+                IF p_quiet = 'skip' THEN
+                    RETURN format('quiet_hours: %s–%s %s', w->>'start', w->>'end', tz);
+                END IF;
+                RETURN format('defer:%s:quiet_hours until %s %s', ng_epoch_ms(opens), w->>'start', tz);
+            END IF;
+        END IF;
+    END IF;
+
+    IF p_purpose = 'marketing' AND jsonb_array_length(COALESCE(s->'caps', '[]')) > 0 THEN
+        IF p_rank > 1 THEN
+            RETURN format('defer:%s:another marketing message to this customer goes first',
+                          ng_epoch_ms(p_now + interval '1 second'));
+        END IF;
+        cap := ng_frequency_cap(p_customer, p_message, p_channel, s->'caps', p_now);
+        IF cap.reason IS NOT NULL THEN
+            IF p_on_cap = 'drop' THEN
+                RETURN cap.reason;
+            END IF;
+            RETURN format('defer:%s:%s', ng_epoch_ms(cap.frees_at), cap.reason);
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$;
