@@ -28,6 +28,7 @@ int ng_cmd_customer(int argc, char **argv);
 int ng_cmd_why(int argc, char **argv);
 int ng_cmd_trace(int argc, char **argv);
 int ng_cmd_suppress(int argc, char **argv);
+int ng_cmd_complaint(int argc, char **argv);
 int ng_cmd_render(int argc, char **argv);
 int ng_cmd_check(int argc, char **argv);
 int ng_cmd_events(int argc, char **argv);

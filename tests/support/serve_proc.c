@@ -158,3 +158,43 @@ void ng_test_qp_decode(const char *in, size_t len, char *out, size_t cap)
 	}
 	out[o] = '\0';
 }
+
+char *ng_test_nudge(const char *const *args, int *status)
+{
+	int fds[2];
+	ASSERT_EQ_INT(pipe(fds), 0);
+	char bin[PATH_MAX];
+	snprintf(bin, sizeof bin, "%s/nudge", ng_test_build_dir());
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
+		const char *argv[32];
+		int n = 0;
+		argv[n++] = "nudge";
+		for (; args[n - 1] && n < 31; n++)
+			argv[n] = args[n - 1];
+		argv[n] = NULL;
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	size_t cap = 1 << 16, len = 0;
+	char *out = ng_xmalloc(cap);
+	for (;;) {
+		if (len + 4096 > cap)
+			out = ng_xrealloc(out, cap *= 2);
+		ssize_t n = read(fds[0], out + len, cap - len - 1);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	out[len] = '\0';
+	close(fds[0]);
+	int st;
+	ASSERT_EQ_INT(waitpid(pid, &st, 0), pid);
+	*status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return out;
+}

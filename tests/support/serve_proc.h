@@ -34,6 +34,10 @@ int ng_test_serve_wait(pid_t pid, int ms);
 /* The value of header `name` in a received message (CRLF text), malloc'd; NULL if absent. */
 char *ng_test_header(const char *data, const char *name);
 
+/* Runs `BUILD/nudge ARGS…` (args NULL-terminated, without the program name) and returns its
+ * standard output (malloc'd); *status is its exit status (-1 if killed). */
+char *ng_test_nudge(const char *const *args, int *status);
+
 /* Decodes quoted-printable (soft breaks joined; CRLF hard breaks stay CRLF) into out. */
 void ng_test_qp_decode(const char *in, size_t len, char *out, size_t cap);
 

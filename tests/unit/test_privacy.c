@@ -10,6 +10,7 @@
 #include "db.h"
 #include "httpd.h"
 #include "privacy_api.h"
+#include "support/serve_proc.h"
 #include "testlib.h"
 
 #include <arpa/inet.h>
@@ -146,71 +147,32 @@ static void plant(PGconn *c, struct person *p, const char *tag)
 }
 
 /* The nudge binary of this build: BUILD/tests/test_privacy → BUILD/nudge. */
-static const char *nudge_bin(void)
-{
-	static char p[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", p, sizeof p - 16);
-	ASSERT(n > 0);
-	p[n] = '\0';
-	*strrchr(p, '/') = '\0';
-	strcpy(strrchr(p, '/'), "/nudge");
-	return p;
-}
-
 /* Runs `nudge CMD OP WHO [--yes] --conninfo …`; returns its stdout (malloc'd) and exit status. */
 static char *run_nudge(const char *cmd, const char *op, const char *who, int yes, int *status)
 {
-	int fds[2];
-	ASSERT_EQ_INT(pipe(fds), 0);
-	pid_t pid = fork();
-	ASSERT(pid >= 0);
-	if (pid == 0) {
-		dup2(fds[1], 1);
-		close(fds[0]);
-		close(fds[1]);
-		const char *argv[14];
-		int n = 0;
-		argv[n++] = "nudge";
-		argv[n++] = cmd;
-		if (op)
-			argv[n++] = op;
-		if (who)
-			argv[n++] = who;
-		argv[n++] = "--conninfo";
-		argv[n++] = ng_test_pg();
-		if (yes == 1)
-			argv[n++] = "--yes";
-		if (yes == 2)
-			argv[n++] = "--direct";
-		if (yes == 3 || yes == 4) { /* suppress: the channel, and add's reason */
-			argv[n++] = "--channel";
-			argv[n++] = "sms";
-		}
-		if (yes == 3) {
-			argv[n++] = "--reason";
-			argv[n++] = "complaint";
-		}
-		argv[n] = NULL;
-		execv(nudge_bin(), (char *const *)argv);
-		_exit(127);
+	const char *argv[14];
+	int n = 0;
+	argv[n++] = cmd;
+	if (op)
+		argv[n++] = op;
+	if (who)
+		argv[n++] = who;
+	argv[n++] = "--conninfo";
+	argv[n++] = ng_test_pg();
+	if (yes == 1)
+		argv[n++] = "--yes";
+	if (yes == 2)
+		argv[n++] = "--direct";
+	if (yes == 3 || yes == 4) { /* suppress: the channel, and add's reason */
+		argv[n++] = "--channel";
+		argv[n++] = "sms";
 	}
-	close(fds[1]);
-	size_t cap = 1 << 16, len = 0;
-	char *out = malloc(cap);
-	for (;;) {
-		if (len + 4096 > cap)
-			out = realloc(out, cap *= 2);
-		ssize_t n = read(fds[0], out + len, cap - len - 1);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
+	if (yes == 3) {
+		argv[n++] = "--reason";
+		argv[n++] = "complaint";
 	}
-	out[len] = '\0';
-	close(fds[0]);
-	int st;
-	ASSERT_EQ_INT(waitpid(pid, &st, 0), pid);
-	*status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-	return out;
+	argv[n] = NULL;
+	return ng_test_nudge(argv, status);
 }
 
 /* `nudge events send FILE --direct`: the intake's own path into the database. */

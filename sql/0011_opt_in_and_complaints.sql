@@ -1,4 +1,5 @@
--- 0011_double_opt_in.sql — confirmed opt-in for email (policy.double_opt_in, docs/policy.md).
+-- 0011_opt_in_and_complaints.sql — confirmed opt-in for email (policy.double_opt_in, docs/policy.md),
+-- and complaints from feedback loops (at the end).
 --
 -- With policy_settings.settings->'double_opt_in'->>'email' true, an email marketing grant that is
 -- not already confirmed (from a store webhook, the events API, an import) is recorded as pending
@@ -158,4 +159,57 @@ BEGIN
         END IF;
     END IF;
     RETURN NULL;
+END $$;
+
+-- A complaint from a mailbox provider's feedback loop (an RFC 5965 ARF report, read by
+-- `nudge complaint`, core/cmd_complaint.c): the message it names (our Message-ID
+-- nudge-<customer>-<message>@…) or, failing that, the reported recipient. The address is
+-- suppressed with reason complaint, the customer's email marketing consent withdrawn (source
+-- complaint), and their queued marketing email cancelled, in one transaction. Returns the
+-- address, the customer (NULL when no customer has it) and how many messages were cancelled; no
+-- row when neither the message nor an address is known.
+CREATE FUNCTION ng_record_complaint(p_customer bigint, p_message bigint, p_address text,
+                                    p_feedback_type text)
+RETURNS TABLE (address text, customer_id bigint, cancelled bigint) LANGUAGE plpgsql AS $$
+DECLARE
+    addr text;
+    cid bigint;
+    n bigint := 0;
+    have text;
+BEGIN
+    IF p_message IS NOT NULL THEN
+        SELECT c.id, c.email INTO cid, addr FROM messages m JOIN customers c ON c.id = m.customer_id
+         WHERE m.customer_id = p_customer AND m.id = p_message AND m.channel = 'email';
+    END IF;
+    IF addr IS NULL AND p_address IS NOT NULL AND btrim(p_address) <> '' THEN
+        addr := lower(btrim(p_address));
+        SELECT c.id INTO cid FROM customers c WHERE c.email = addr;
+    END IF;
+    IF addr IS NULL THEN
+        RETURN;
+    END IF;
+    INSERT INTO suppressions AS s (channel, address, address_hash, reason, source, customer_id)
+    VALUES ('email', addr, ng_address_hash(addr), 'complaint', 'feedback_loop', cid)
+    ON CONFLICT (channel, address_hash) DO UPDATE SET reason = 'complaint', source = 'feedback_loop'
+     WHERE s.reason <> 'complaint';
+    IF cid IS NOT NULL THEN
+        SELECT k.status INTO have FROM consents k
+         WHERE k.customer_id = cid AND k.channel = 'email' AND k.purpose = 'marketing'
+         ORDER BY k.recorded_at DESC, k.id DESC LIMIT 1;
+        IF have IS DISTINCT FROM 'withdrawn' AND have IS NOT NULL THEN
+            INSERT INTO consents (customer_id, channel, purpose, status, source, evidence)
+            VALUES (cid, 'email', 'marketing', 'withdrawn', 'complaint',
+                    jsonb_strip_nulls(jsonb_build_object('feedback_type', p_feedback_type,
+                                                         'message_id', p_message)));
+        END IF;
+        UPDATE messages m SET status = 'skipped', updated_at = now(),
+               last_error = 'suppressed:complaint (feedback loop)'
+         WHERE m.customer_id = cid AND m.channel = 'email' AND m.purpose = 'marketing'
+           AND m.status IN ('queued', 'retry', 'deferred');
+        GET DIAGNOSTICS n = ROW_COUNT;
+    END IF;
+    address := addr;
+    customer_id := cid;
+    cancelled := n;
+    RETURN NEXT;
 END $$;
