@@ -9,7 +9,6 @@
 #include "httpd.h"
 #include "ng.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,11 +85,7 @@ static void confirm_post(struct ng_httpd_req *req, void *arg)
 		    NULL);
 		return;
 	}
-	json_t *ev = json_pack("{s:s?, s:s?, s:I, s:s}", "ip", ng_httpd_remote(req), "user_agent",
-	                       ng_httpd_header(req, "User-Agent"), "message_id", (json_int_t)mid,
-	                       "method", "confirm_link");
-	char *evidence = json_dumps(ev, JSON_COMPACT);
-	json_decref(ev);
+	char *evidence = ng_link_evidence(req, mid, "confirm_link");
 	char c[24];
 	snprintf(c, sizeof c, "%lld", (long long)cid);
 	const char *p[2] = {c, evidence};

@@ -6,6 +6,7 @@
 #include "ng.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -179,4 +180,14 @@ void ng_link_page(struct ng_httpd_req *req, int status, const char *title, const
 	ng_httpd_add_header(req, "Cache-Control", "no-store");
 	ng_httpd_respond(req, status, "text/html; charset=utf-8", body, strlen(body));
 	free(body);
+}
+
+char *ng_link_evidence(struct ng_httpd_req *req, int64_t message_id, const char *method)
+{
+	json_t *ev = json_pack("{s:s?, s:s?, s:I, s:s}", "ip", ng_httpd_remote(req), "user_agent",
+	                       ng_httpd_header(req, "User-Agent"), "message_id",
+	                       (json_int_t)message_id, "method", method);
+	char *text = json_dumps(ev, JSON_COMPACT);
+	json_decref(ev);
+	return text;
 }

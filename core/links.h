@@ -58,6 +58,10 @@ int ng_link_request(const struct ng_link_routes *l, struct ng_httpd_req *req,
                     enum ng_link_kind kind, int64_t *customer_id, const char **channel,
                     int64_t *message_id);
 
+/* The consent ledger's evidence of a click on a link, as JSON text (malloc'd): the client's IP
+ * and user agent, the message the link came in, and method. */
+char *ng_link_evidence(struct ng_httpd_req *req, int64_t message_id, const char *method);
+
 /* A small HTML page, never cached: a title, a sentence (both trusted HTML), and, when form is not
  * NULL, a POST form back to the same URL whose inside is form. */
 void ng_link_page(struct ng_httpd_req *req, int status, const char *title, const char *text,

@@ -16,7 +16,6 @@
 #include "httpd.h"
 #include "ng.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,12 +71,7 @@ static void unsubscribe_post(struct ng_httpd_req *req, void *arg)
 		ng_link_page(req, 400, "Link not valid", bad_link, NULL);
 		return;
 	}
-	const char *ua = ng_httpd_header(req, "User-Agent");
-	const char *remote = ng_httpd_remote(req);
-	json_t *ev = json_pack("{s:s?, s:s?, s:I, s:s}", "ip", remote, "user_agent", ua,
-	                       "message_id", (json_int_t)mid, "method", "one-click");
-	char *evidence = json_dumps(ev, JSON_COMPACT);
-	json_decref(ev);
+	char *evidence = ng_link_evidence(req, mid, "one-click");
 	char c[24];
 	snprintf(c, sizeof c, "%lld", (long long)cid);
 	const char *p1[3] = {c, channel, evidence};

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <curl/curl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -197,4 +198,45 @@ char *ng_test_nudge(const char *const *args, int *status)
 	ASSERT_EQ_INT(waitpid(pid, &st, 0), pid);
 	*status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	return out;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct ng_test_body *b = arg;
+	size_t k = size * n;
+	if (b->len + k >= sizeof b->buf)
+		k = sizeof b->buf - 1 - b->len;
+	memcpy(b->buf + b->len, p, k);
+	b->len += k;
+	b->buf[b->len] = '\0';
+	return size * n;
+}
+
+long ng_test_http(const char *method, const char *url, const char *post, const char *const *headers,
+                  struct ng_test_body *b, int *redirected)
+{
+	CURL *c = curl_easy_init();
+	b->len = 0;
+	b->buf[0] = '\0';
+	struct curl_slist *h = NULL;
+	for (size_t i = 0; headers && headers[i]; i++)
+		h = curl_slist_append(h, headers[i]);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "nudge-test-client");
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	if (strcmp(method, "POST") == 0)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, post ? post : "");
+	ASSERT_EQ_INT(curl_easy_perform(c), CURLE_OK);
+	long status = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	char *loc = NULL;
+	curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc);
+	if (redirected)
+		*redirected = loc != NULL;
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
+	return status;
 }

@@ -34,6 +34,17 @@ int ng_test_serve_wait(pid_t pid, int ms);
 /* The value of header `name` in a received message (CRLF text), malloc'd; NULL if absent. */
 char *ng_test_header(const char *data, const char *name);
 
+/* An HTTP response body, truncated to fit. */
+struct ng_test_body {
+	char buf[8192];
+	size_t len;
+};
+/* A request with User-Agent nudge-test-client: post is the POST body (NULL: empty), headers a
+ * NULL-terminated list of "Name: value" lines or NULL. The status; *redirected (when not NULL)
+ * says whether a Location came back. Fails the test when the request cannot be made. */
+long ng_test_http(const char *method, const char *url, const char *post, const char *const *headers,
+                  struct ng_test_body *b, int *redirected);
+
 /* Runs `BUILD/nudge ARGS…` (args NULL-terminated, without the program name) and returns its
  * standard output (malloc'd); *status is its exit status (-1 if killed). */
 char *ng_test_nudge(const char *const *args, int *status);

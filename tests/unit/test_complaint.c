@@ -91,6 +91,15 @@ static void test_arf_fields(void)
 	ASSERT_EQ_INT(ng_arf_parse("", 0, &a, &why), -1);
 }
 
+/* Replaces the file's content with text. */
+static void put(const char *file, const char *text)
+{
+	int fd = open(file, O_WRONLY | O_TRUNC);
+	ASSERT(fd >= 0);
+	ASSERT_EQ_INT(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
 static char *run(const char *file, const char *conninfo, int *st)
 {
 	const char *argv[] = {"complaint", file, "--conninfo", conninfo, NULL};
@@ -126,11 +135,11 @@ static void test_complaint_suppresses_withdraws_and_cancels(void)
 	char file[64] = "/tmp/nudge-arf-XXXXXX";
 	int fd = mkstemp(file);
 	ASSERT(fd >= 0);
+	close(fd);
 	char msgid[96];
 	snprintf(msgid, sizeof msgid, "Message-ID: <nudge-%lld-%lld@example.com>\r\n", cid, sent);
 	char *r = report("", "jo@example.org", msgid);
-	ASSERT_EQ_INT(write(fd, r, strlen(r)), (ssize_t)strlen(r));
-	close(fd);
+	put(file, r);
 	free(r);
 
 	int st;
@@ -180,21 +189,15 @@ static void test_complaint_suppresses_withdraws_and_cancels(void)
 	    ng_test_q1(sc.pg, "SELECT count(*) FROM consents WHERE customer_id = %lld", cid), 2);
 
 	/* A report naming only a recipient nobody is: the address is suppressed all the same. */
-	fd = open(file, O_WRONLY | O_TRUNC);
-	ASSERT(fd >= 0);
 	r = report("Original-Rcpt-To: stranger@example.net\r\n", "[redacted]", "");
-	ASSERT_EQ_INT(write(fd, r, strlen(r)), (ssize_t)strlen(r));
-	close(fd);
+	put(file, r);
 	free(r);
 	out = run(file, sc.conninfo, &st);
 	ASSERT_EQ_INT(st, 0);
 	ASSERT_CONTAINS(out, "suppressed email stranger@example.net");
 	free(out);
 	/* And one naming nothing: refused, exit 1, nothing written. */
-	fd = open(file, O_WRONLY | O_TRUNC);
-	ASSERT(fd >= 0);
-	ASSERT_EQ_INT(write(fd, "Subject: hello\r\n\r\nhi\r\n", 22), 22);
-	close(fd);
+	put(file, "Subject: hello\r\n\r\nhi\r\n");
 	out = run(file, sc.conninfo, &st);
 	ASSERT_EQ_INT(st, 1);
 	free(out);

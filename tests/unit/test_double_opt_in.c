@@ -17,7 +17,6 @@
 #include "support/smtp_standin.h"
 #include "testlib.h"
 
-#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,50 +61,12 @@ static void test_confirm_and_unsubscribe_tokens_do_not_mix(void)
 
 /* ---- through the daemon --------------------------------------------------------------------- */
 
-struct body {
-	char buf[8192];
-	size_t len;
-};
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
+/* GET or POST url; a POST with a body is an API call with the key. The status and body. */
+static long http(const char *method, const char *url, const char *post, struct ng_test_body *b)
 {
-	struct body *b = arg;
-	size_t k = size * n;
-	if (b->len + k >= sizeof b->buf)
-		k = sizeof b->buf - 1 - b->len;
-	memcpy(b->buf + b->len, p, k);
-	b->len += k;
-	b->buf[b->len] = '\0';
-	return size * n;
-}
-
-/* A request to url (POST when post is not NULL, with that JSON body and the API key); the status
- * and body. */
-static long http(const char *method, const char *url, const char *post, struct body *b)
-{
-	CURL *c = curl_easy_init();
-	b->len = 0;
-	b->buf[0] = '\0';
-	struct curl_slist *h = NULL;
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "nudge-test-browser");
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-	if (strcmp(method, "POST") == 0) {
-		if (post) {
-			h = curl_slist_append(h, "Content-Type: application/json");
-			h = curl_slist_append(h, "Authorization: Bearer doi-test-key");
-			curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-		}
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, post ? post : "");
-	}
-	ASSERT_EQ_INT(curl_easy_perform(c), CURLE_OK);
-	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(h);
-	return status;
+	static const char *const api[] = {"Content-Type: application/json",
+	                                  "Authorization: Bearer doi-test-key", NULL};
+	return ng_test_http(method, url, post, post ? api : NULL, b, NULL);
 }
 
 /* The welcome a signup starts: one marketing email at once. */
@@ -191,7 +152,7 @@ static void post_event(struct rig *r, const char *json)
 {
 	char url[128];
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/events", r->port);
-	struct body b;
+	struct ng_test_body b;
 	long st = http("POST", url, json, &b);
 	if (st != 200 && st != 202)
 		fprintf(stderr, "POST /v1/events: %ld %s\n", st, b.buf);
@@ -277,7 +238,7 @@ static void test_marketing_waits_for_the_confirm_link(void)
 	    ng_test_q1(r.sc.pg, "SELECT count(*) FROM consents WHERE customer_id = %lld", cid), 1);
 
 	char url[256];
-	struct body b;
+	struct ng_test_body b;
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/c/%s", r.port, tok);
 	ASSERT_EQ_INT(http("GET", url, NULL, &b), 200);
 	ASSERT_CONTAINS(b.buf, "The Shop");
@@ -311,7 +272,7 @@ static void test_marketing_waits_for_the_confirm_link(void)
 	ASSERT_EQ_INT(ng_test_q1(r.sc.pg,
 	                         "SELECT count(*) FROM consents WHERE status = 'granted'"
 	                         " AND evidence->>'ip' = '127.0.0.1'"
-	                         " AND evidence->>'user_agent' = 'nudge-test-browser'"
+	                         " AND evidence->>'user_agent' = 'nudge-test-client'"
 	                         " AND (evidence->>'message_id')::bigint = %lld"
 	                         " AND (evidence->>'confirmed')::boolean",
 	                         mid),
@@ -400,7 +361,7 @@ static void test_confirmed_hold_expiry_and_withdrawn(void)
 	char local[256];
 	snprintf(local, sizeof local, "http://127.0.0.1:%d%s", r.port, strstr(url, "/c/"));
 	free(url);
-	struct body b;
+	struct ng_test_body b;
 	ASSERT_EQ_INT(http("POST", local, NULL, &b), 410);
 	ASSERT_EQ_INT(ng_test_q1(r.sc.pg,
 	                         "SELECT count(*) FROM consent_current WHERE customer_id = %lld"

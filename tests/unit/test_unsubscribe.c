@@ -13,7 +13,6 @@
 #include "testlib.h"
 #include "unsubscribe.h"
 
-#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,45 +57,11 @@ static void test_tokens_round_trip_and_refuse_forgeries(void)
 
 /* ---- through the daemon --------------------------------------------------------------------- */
 
-struct body {
-	char buf[8192];
-	size_t len;
-};
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
+/* GET or POST url (the POST is the RFC 8058 one-click body); the status, the body, and whether a
+ * Location header came back. */
+static long http(const char *method, const char *url, struct ng_test_body *b, int *redirected)
 {
-	struct body *b = arg;
-	size_t k = size * n;
-	if (b->len + k >= sizeof b->buf)
-		k = sizeof b->buf - 1 - b->len;
-	memcpy(b->buf + b->len, p, k);
-	b->len += k;
-	b->buf[b->len] = '\0';
-	return size * n;
-}
-
-/* GET or POST url; the status, the body, and whether a Location header came back. */
-static long http(const char *method, const char *url, struct body *b, int *redirected)
-{
-	CURL *c = curl_easy_init();
-	b->len = 0;
-	b->buf[0] = '\0';
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "nudge-test-mail-client");
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-	if (strcmp(method, "POST") == 0) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "List-Unsubscribe=One-Click");
-	}
-	ASSERT_EQ_INT(curl_easy_perform(c), CURLE_OK);
-	long status = 0;
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	char *loc = NULL;
-	curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc);
-	*redirected = loc != NULL;
-	curl_easy_cleanup(c);
-	return status;
+	return ng_test_http(method, url, "List-Unsubscribe=One-Click", NULL, b, redirected);
 }
 
 /* The second and third sends wait for the test's go-ahead, given after it has unsubscribed. */
@@ -193,7 +158,7 @@ static void test_one_click_stops_a_running_workflow(void)
 	ng_smtp_received_free(&rc);
 
 	char url[256];
-	struct body b;
+	struct ng_test_body b;
 	int redirected;
 	snprintf(url, sizeof url, "http://127.0.0.1:%d/u/%s", port, tok);
 	ASSERT_EQ_INT(http("GET", url, &b, &redirected), 200);
@@ -217,7 +182,7 @@ static void test_one_click_stops_a_running_workflow(void)
 	              1);
 	ASSERT_EQ_INT(ng_test_q1(sc.pg,
 	                         "SELECT count(*) FROM consents WHERE evidence->>'ip' = '127.0.0.1'"
-	                         " AND evidence->>'user_agent' = 'nudge-test-mail-client'"),
+	                         " AND evidence->>'user_agent' = 'nudge-test-client'"),
 	              1);
 	/* A second click is harmless and records nothing new. */
 	ASSERT_EQ_INT(http("POST", url, &b, &redirected), 200);
