@@ -14,6 +14,7 @@
 #include "dispatch.h"
 #include "msgtmpl.h"
 #include "confirm.h"
+#include "msg_view.h"
 #include "unsubscribe.h"
 #include "ng.h"
 #include "migrate.h"
@@ -397,6 +398,9 @@ static int parse_listen(const char *s, char *host, size_t hostlen, int *port)
 	return 0;
 }
 
+/* The dispatcher's message templates, which /m/ renders with (NULL without a dispatcher). */
+static const struct ng_msgtmpl_set *dispatch_templates(const struct ng_dispatch_part *p);
+
 static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_conf *conf,
 		       struct ng_daemon_parts *parts, char *err, size_t errlen)
 {
@@ -439,6 +443,12 @@ static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_con
 					  ng_conf_str(conf, "store.name"));
 	ng_unsubscribe_routes(parts->httpd, parts->links);
 	ng_confirm_routes(parts->httpd, parts->links);
+	const struct ng_msgdata_store store = {
+	    ng_conf_str(conf, "store.name"),     ng_conf_str(conf, "store.postal_address"),
+	    ng_conf_str(conf, "store.base_url"), ng_conf_str(conf, "store.timezone"),
+	    parts->unsub_secret,                 parts->unsub_secret_len};
+	parts->view = ng_msg_view_routes(parts->httpd, parts->links,
+					 dispatch_templates(parts->dispatch), &store);
 	ng_info("http", "listening on %s", listen);
 	return 0;
 }
@@ -497,6 +507,11 @@ struct ng_dispatch_part {
 	void (*closed)(void *arg);
 	void *closed_arg;
 };
+
+static const struct ng_msgtmpl_set *dispatch_templates(const struct ng_dispatch_part *p)
+{
+	return p ? p->templates : NULL;
+}
 
 static void dispatch_closed(void *arg)
 {
@@ -737,6 +752,8 @@ void ng_daemon_parts_free(struct ng_daemon_parts *parts)
 	free(parts->admin);
 	free(parts->privacy);
 	parts->privacy = NULL;
+	ng_msg_view_free(parts->view);
+	parts->view = NULL;
 	ng_link_routes_free(parts->links);
 	parts->links = NULL;
 	ng_metrics_free(parts->metrics);

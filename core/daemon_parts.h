@@ -24,7 +24,8 @@ struct ng_daemon_parts {
 	struct ng_privacy_api *privacy;
 	struct ng_intake *intake;
 	struct ng_dispatch_part *dispatch;
-	struct ng_link_routes *links; /* what /u/ and /c/ need */
+	struct ng_link_routes *links; /* what /u/, /c/ and /m/ need */
+	struct ng_msg_view *view;     /* /m/: view in browser */
 	unsigned char unsub_secret[256]; /* unsubscribe.secret, or random bytes per start */
 	size_t unsub_secret_len;
 	uint64_t started_ms;

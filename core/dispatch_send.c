@@ -1,16 +1,15 @@
 /*
  * dispatch_send.c — one claimed message on its way to a plugin. The claim brought the policy's
  * verdict: a refusal becomes a skip with its reason. Otherwise the render data is built from the
- * stored snapshot (plus customer, store, message and, for marketing, unsubscribe_url, as
- * core/msgtmpl.h describes; and confirm_url for an email whose data asks for confirm_subscription,
- * the double opt-in confirmation of sql/0011), the template is rendered here on the loop thread
- * (templates are parsed once at load, so a render is a short walk over the data), and the message
- * is handed to its plugin instance. The plugin's completion goes to dispatch_result.c.
+ * stored snapshot by core/msgdata.c (customer, store, message and the signed links), the template
+ * is rendered here on the loop thread (templates are parsed once at load, so a render is a short
+ * walk over the data), and the message is handed to its plugin instance. The plugin's completion
+ * goes to dispatch_result.c.
  */
 #include "dispatch_int.h"
 #include "ng.h"
 #include "plugin_host.h"
-#include "links.h"
+#include "msgdata.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -52,36 +51,12 @@ static const char *col(PGresult *res, int i, int c)
 static json_t *render_data(struct dispatch_msg *m, const char *snapshot)
 {
 	const struct ng_dispatch_options *o = &m->d->opt;
-	json_t *data = snapshot ? json_loads(snapshot, 0, NULL) : NULL;
-	if (!json_is_object(data)) {
-		json_decref(data);
-		data = json_object();
-	}
-	json_object_set(data, "customer", m->customer);
-	json_t *store = json_object();
-	if (o->store_name)
-		json_object_set_new(store, "name", json_string(o->store_name));
-	if (o->store_address)
-		json_object_set_new(store, "postal_address", json_string(o->store_address));
-	if (o->store_base_url)
-		json_object_set_new(store, "base_url", json_string(o->store_base_url));
-	if (o->store_timezone)
-		json_object_set_new(store, "timezone", json_string(o->store_timezone));
-	json_object_set_new(data, "store", store);
-	json_object_set_new(data, "message",
-	                    json_pack("{s:I, s:s}", "id", (json_int_t)m->mid, "key", m->key));
-	if (m->unsub_url)
-		json_object_set_new(data, "unsubscribe_url", json_string(m->unsub_url));
-	if (strcmp(m->channel, "email") == 0 &&
-	    json_is_true(json_object_get(data, "confirm_subscription"))) {
-		char *u =
-		    ng_link_url(o->store_base_url, o->unsubscribe_secret, o->unsubscribe_secret_len,
-		                NG_LINK_CONFIRM, m->cid, m->channel, m->mid);
-		if (u)
-			json_object_set_new(data, "confirm_url", json_string(u));
-		free(u);
-	}
-	return data;
+	const struct ng_msgdata_store store = {o->store_name,         o->store_address,
+	                                       o->store_base_url,     o->store_timezone,
+	                                       o->unsubscribe_secret, o->unsubscribe_secret_len};
+	const struct ng_msgdata_msg msg = {m->cid, m->mid, m->channel,
+	                                   m->purpose == NUDGE_PURPOSE_MARKETING, m->key};
+	return ng_msgdata(&store, &msg, snapshot, m->customer, &m->unsub_url);
 }
 
 static char *display_name(const json_t *customer)
@@ -133,10 +108,6 @@ void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i, int
 		dispatch_result_not_sent(m, "skipped", verdict);
 		return;
 	}
-	if (m->purpose == NUDGE_PURPOSE_MARKETING)
-		m->unsub_url = ng_link_url(d->opt.store_base_url, d->opt.unsubscribe_secret,
-		                           d->opt.unsubscribe_secret_len, NG_LINK_UNSUBSCRIBE,
-		                           m->cid, m->channel, m->mid);
 	m->data = render_data(m, col(res, i, 6));
 	m->rendered = ng_xcalloc(1, sizeof *m->rendered);
 	char err[512] = "";

@@ -99,6 +99,12 @@ int ng_link_token_parse(const unsigned char *secret, size_t secret_len, enum ng_
 	return 0;
 }
 
+/* The path letter of each kind: /u/, /c/, /m/. */
+static char link_letter(enum ng_link_kind kind)
+{
+	return kind == NG_LINK_CONFIRM ? 'c' : kind == NG_LINK_VIEW ? 'm' : 'u';
+}
+
 char *ng_link_url(const char *base_url, const unsigned char *secret, size_t secret_len,
                   enum ng_link_kind kind, int64_t customer_id, const char *channel,
                   int64_t message_id)
@@ -111,8 +117,7 @@ char *ng_link_url(const char *base_url, const unsigned char *secret, size_t secr
 	size_t n = strlen(base_url);
 	while (n > 0 && base_url[n - 1] == '/')
 		n--;
-	return ng_xasprintf("%.*s/%c/%s", (int)n, base_url, kind == NG_LINK_CONFIRM ? 'c' : 'u',
-	                    tok);
+	return ng_xasprintf("%.*s/%c/%s", (int)n, base_url, link_letter(kind), tok);
 }
 
 struct ng_link_routes *ng_link_routes_new(ng_db *db, const unsigned char *secret, size_t secret_len,
@@ -142,7 +147,7 @@ int ng_link_request(const struct ng_link_routes *l, struct ng_httpd_req *req,
                     int64_t *message_id)
 {
 	const char *path = ng_httpd_path(req);
-	char want = kind == NG_LINK_CONFIRM ? 'c' : 'u';
+	char want = link_letter(kind);
 	const char *tok = path[0] == '/' && path[1] == want && path[2] == '/' ? path + 3 : "";
 	return ng_link_token_parse(l->secret, l->secret_len, kind, tok, customer_id, channel,
 	                           message_id);

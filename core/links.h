@@ -1,12 +1,12 @@
 /*
  * links.h — the signed links nudge puts in messages, and what the pages behind them share.
  *
- * Two kinds: unsubscribe (/u/<token>, core/unsubscribe.c) and confirm subscription (/c/<token>,
- * core/confirm.c, email double opt-in). A token is base64url(customer id, 8 bytes big-endian |
- * kind << 4 | channel, 1 byte | message id, 8 bytes | the first 16 bytes of HMAC-SHA256(secret,
- * the 17 bytes before)): it names no address, only the holder of the secret can make one, and a
- * token of one kind never opens a page of the other. Unsubscribe is kind 0, so unsubscribe links
- * already in people's mailboxes keep working.
+ * Three kinds: unsubscribe (/u/<token>, core/unsubscribe.c), confirm subscription (/c/<token>,
+ * core/confirm.c, email double opt-in) and view in browser (/m/<token>, core/msg_view.c). A token
+ * is base64url(customer id, 8 bytes big-endian | kind << 4 | channel, 1 byte | message id, 8 bytes
+ * | the first 16 bytes of HMAC-SHA256(secret, the 17 bytes before)): it names no address, only the
+ * holder of the secret can make one, and a token of one kind never opens a page of the other.
+ * Unsubscribe is kind 0, so unsubscribe links already in people's mailboxes keep working.
  */
 #ifndef NG_LINKS_H
 #define NG_LINKS_H
@@ -21,7 +21,7 @@ struct ng_httpd_req;
 
 #define NG_LINK_TOKEN_LEN 44 /* base64url of 33 bytes, no padding; plus NUL below */
 
-enum ng_link_kind { NG_LINK_UNSUBSCRIBE = 0, NG_LINK_CONFIRM = 1 };
+enum ng_link_kind { NG_LINK_UNSUBSCRIBE = 0, NG_LINK_CONFIRM = 1, NG_LINK_VIEW = 2 };
 
 /* Writes the token (NUL-terminated; out needs NG_LINK_TOKEN_LEN + 1 bytes). 0, or -EINVAL for an
  * unknown channel. */
@@ -53,7 +53,7 @@ struct ng_link_routes *ng_link_routes_new(ng_db *db, const unsigned char *secret
                                           const char *store_name);
 void ng_link_routes_free(struct ng_link_routes *l);
 
-/* Reads the token of a request to "/<p>/<token>" (p one letter). 0 or -EINVAL. */
+/* Reads the token of a request to "/<p>/<token>" (p: u, c or m, by kind). 0 or -EINVAL. */
 int ng_link_request(const struct ng_link_routes *l, struct ng_httpd_req *req,
                     enum ng_link_kind kind, int64_t *customer_id, const char **channel,
                     int64_t *message_id);

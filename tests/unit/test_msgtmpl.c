@@ -61,7 +61,8 @@ static json_t *mapped(const char *fixture, const char *topic)
 	return ev;
 }
 
-/* What the dispatcher passes: the snapshot plus customer, store, message, unsubscribe_url. */
+/* What the dispatcher passes (core/msgdata.c): the snapshot plus customer, store, message,
+ * unsubscribe_url. */
 static json_t *message_data(json_t *event, const char *key, json_t *snapshot)
 {
 	json_t *d = snapshot ? snapshot : json_object();
@@ -76,7 +77,9 @@ static json_t *message_data(json_t *event, const char *key, json_t *snapshot)
 	                              "postal_address", "150 Elgin Street, Ottawa ON K2P 1L4",
 	                              "base_url", "https://shop.example.com", "timezone",
 	                              "America/Toronto"));
-	json_object_set_new(d, "message", json_pack("{s:s,s:s}", "id", "m-1", "key", key));
+	json_object_set_new(d, "message",
+	                    json_pack("{s:s,s:s,s:s}", "id", "m-1", "key", key, "view_url",
+	                              "https://shop.example.com/m/m-1"));
 	json_object_set_new(d, "unsubscribe_url", json_string("https://shop.example.com/u/m-1"));
 	return d;
 }

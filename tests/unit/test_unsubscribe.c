@@ -5,7 +5,8 @@
  * first of three marketing emails; the test follows its List-Unsubscribe link (GET shows the page,
  * POST is the RFC 8058 one-click: 200, no redirect); the workflow's later sends are skipped for
  * lack of consent and never reach the sink, a queued marketing message is cancelled with the
- * reason, and the consent ledger records the withdrawal with its evidence.
+ * reason, and the consent ledger records the withdrawal with its evidence. The view-in-browser
+ * page (/m/<token>) shows the email that went out and nothing for one that did not.
  */
 #include "ng.h"
 #include "support/serve_proc.h"
@@ -237,6 +238,23 @@ static void test_one_click_stops_a_running_workflow(void)
 		free(subj);
 		ng_smtp_received_free(&rc);
 	}
+	/* View in browser: News 1 went out and shows again, unsubscribe link and all; News 2 never
+	 * went out; an unsubscribe token opens no message. */
+	long long news1 = ng_test_q1(sc.pg, "SELECT id FROM messages WHERE template = 'news1'");
+	long long news2 = ng_test_q1(sc.pg, "SELECT id FROM messages WHERE template = 'news2'");
+	char *view = ng_link_url("x", secret, sizeof secret - 1, NG_LINK_VIEW, cid, "email", news1);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, view + 1);
+	free(view);
+	ASSERT_EQ_INT(http("GET", url, &b, &redirected), 200);
+	ASSERT_CONTAINS(b.buf, "<p>News 1</p>");
+	ASSERT_CONTAINS(b.buf, "https://shop.example/u/");
+	view = ng_link_url("x", secret, sizeof secret - 1, NG_LINK_VIEW, cid, "email", news2);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, view + 1);
+	free(view);
+	ASSERT_EQ_INT(http("GET", url, &b, &redirected), 404);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d/m/%s", port, tok);
+	ASSERT_EQ_INT(http("GET", url, &b, &redirected), 404);
+
 	kill(pid, SIGTERM);
 	ASSERT_EQ_INT(ng_test_serve_wait(pid, 20000), 0);
 	free(tok);
