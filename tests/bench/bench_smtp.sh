@@ -52,15 +52,27 @@ psql "$conninfo" -qAt -v ON_ERROR_STOP=1 -c "
 	INSERT INTO messages (customer_id, channel, template, purpose, next_attempt_at, data)
 	SELECT id, 'email', 'bench', 'transactional', now() + interval '1 day',
 	       jsonb_build_object('subject', 'bench ' || id,
-	                          'text', left(repeat(md5(id::text) || E'\n', $SIZE / 33 + 1), $SIZE))
+	                          'text', left(repeat(md5(id::text) || E'\n', $SIZE / 66 + 1), $SIZE / 2))
 	FROM c" >/dev/null
+# The message: the stored text as the plain part and again as the HTML part, about SIZE bytes.
+mkdir -p "$work/templates"
+cat >"$work/templates/bench.liquid" <<'EOF'
+---
+channel: email
+purpose: transactional
+subject: "{{ subject }}"
+layout: none
+---
+{% part html %}<pre>{{ text }}</pre>{% endpart %}
+{% part text %}{{ text }}{% endpart %}
+EOF
 # Queued for tomorrow while the daemon starts; due now once it runs.
 cat >"$work/nudge.conf.lua" <<EOF
 return {
   database = { conninfo = [[$conninfo]], pool_size = 4 },
   http = { listen = "127.0.0.1:$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 ))" },
   log = { level = "warn" },
-  paths = { plugins = "$top/.build/plugins", workflows = "$work/wf" },
+  paths = { plugins = "$top/.build/plugins", workflows = "$work/wf", templates = "$work/templates" },
   unsubscribe = { secret = "bench" },
   senders = { threads = $CONNS },
   dispatch = { batch = 512 },
@@ -87,6 +99,11 @@ nudge_ms=$((t1 - t0))
 ok=$(psql "$conninfo" -qAt -c "SELECT count(*) FROM messages WHERE status = 'sent'")
 echo "nudge:    .build/nudge serve (dispatcher + smtp plugin, concurrency 2048, $CONNS connections);" \
 	"$ok of $MESSAGES sent"
+if [ "$ok" -ne "$MESSAGES" ]; then
+	echo "not every message was sent; the daemon's last words:" >&2
+	tail -5 "$work/nudge.log" >&2
+	exit 1
+fi
 awk -v n="$MESSAGES" -v b="$base_ms" -v d="$nudge_ms" 'BEGIN {
 	rb = n * 1000 / b; rd = n * 1000 / d;
 	printf "smtp-source: %d messages in %.2f s = %.0f msg/s\n", n, b / 1000, rb;
