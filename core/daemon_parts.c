@@ -398,6 +398,18 @@ static int parse_listen(const char *s, char *host, size_t hostlen, int *port)
 	return 0;
 }
 
+/* The `store` keys and the link secret, as the dispatcher and /m/ render messages with them. */
+static struct ng_msgdata_store store_info(const struct ng_conf *conf,
+					  const struct ng_daemon_parts *parts)
+{
+	return (struct ng_msgdata_store){ng_conf_str(conf, "store.name"),
+					 ng_conf_str(conf, "store.postal_address"),
+					 ng_conf_str(conf, "store.base_url"),
+					 ng_conf_str(conf, "store.timezone"),
+					 parts->unsub_secret,
+					 parts->unsub_secret_len};
+}
+
 /* The dispatcher's message templates, which /m/ renders with (NULL without a dispatcher). */
 static const struct ng_msgtmpl_set *dispatch_templates(const struct ng_dispatch_part *p);
 
@@ -443,10 +455,7 @@ static int start_httpd(struct ng_daemon *d, uv_loop_t *loop, const struct ng_con
 					  ng_conf_str(conf, "store.name"));
 	ng_unsubscribe_routes(parts->httpd, parts->links);
 	ng_confirm_routes(parts->httpd, parts->links);
-	const struct ng_msgdata_store store = {
-	    ng_conf_str(conf, "store.name"),     ng_conf_str(conf, "store.postal_address"),
-	    ng_conf_str(conf, "store.base_url"), ng_conf_str(conf, "store.timezone"),
-	    parts->unsub_secret,                 parts->unsub_secret_len};
+	const struct ng_msgdata_store store = store_info(conf, parts);
 	parts->view = ng_msg_view_routes(parts->httpd, parts->links,
 					 dispatch_templates(parts->dispatch), &store);
 	ng_info("http", "listening on %s", listen);
@@ -648,12 +657,7 @@ static int start_dispatch(struct ng_daemon *d, uv_loop_t *loop, const struct ng_
 		.listen = 1,
 		.limits = p->limits,
 		.nlimits = n,
-		.store_name = ng_conf_str(conf, "store.name"),
-		.store_address = ng_conf_str(conf, "store.postal_address"),
-		.store_base_url = ng_conf_str(conf, "store.base_url"),
-		.store_timezone = ng_conf_str(conf, "store.timezone"),
-		.unsubscribe_secret = parts->unsub_secret,
-		.unsubscribe_secret_len = parts->unsub_secret_len,
+		.store = store_info(conf, parts),
 	};
 	rc = ng_dispatch_open(&p->dispatch, &o);
 	if (rc) {

@@ -20,6 +20,7 @@
 #define NG_DISPATCH_H
 
 #include "db.h"
+#include "msgdata.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -58,10 +59,8 @@ struct ng_dispatch_options {
 	int64_t reconcile_ms;
 	const struct ng_dispatch_limit *limits;
 	size_t nlimits;
-	/* The render data's `store` object and the unsubscribe link. */
-	const char *store_name, *store_address, *store_base_url, *store_timezone;
-	const unsigned char *unsubscribe_secret;
-	size_t unsubscribe_secret_len;
+	/* The render data's `store` object and the secret signing its links (core/msgdata.h). */
+	struct ng_msgdata_store store;
 };
 
 struct ng_dispatch_stats {

@@ -50,13 +50,9 @@ static const char *col(PGresult *res, int i, int c)
 
 static json_t *render_data(struct dispatch_msg *m, const char *snapshot)
 {
-	const struct ng_dispatch_options *o = &m->d->opt;
-	const struct ng_msgdata_store store = {o->store_name,         o->store_address,
-	                                       o->store_base_url,     o->store_timezone,
-	                                       o->unsubscribe_secret, o->unsubscribe_secret_len};
 	const struct ng_msgdata_msg msg = {m->cid, m->mid, m->channel,
 	                                   m->purpose == NUDGE_PURPOSE_MARKETING, m->key};
-	return ng_msgdata(&store, &msg, snapshot, m->customer, &m->unsub_url);
+	return ng_msgdata(&m->d->opt.store, &msg, snapshot, m->customer, &m->unsub_url);
 }
 
 static char *display_name(const json_t *customer)
@@ -87,7 +83,7 @@ void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i, int
 	                 : NUDGE_PURPOSE_MARKETING;
 	const char *addr = col(res, i, 7), *verdict = col(res, i, 8), *cust = col(res, i, 9);
 	m->recipient = addr ? ng_xstrdup(addr) : NULL;
-	m->key = ng_xasprintf("nudge-%lld-%lld", (long long)m->cid, (long long)m->mid);
+	m->key = ng_xasprintf(NG_MSGDATA_KEY_FMT, (long long)m->cid, (long long)m->mid);
 	m->customer = cust ? json_loads(cust, 0, NULL) : NULL;
 	if (!m->customer)
 		m->customer = json_object();

@@ -53,7 +53,7 @@ static void on_row(const struct ng_db_result *r, void *arg)
 	const char *tmpl = PQgetvalue(res, 0, 0);
 	json_t *customer = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
 	char key[64];
-	snprintf(key, sizeof key, "nudge-%lld-%lld", (long long)q->cid, (long long)q->mid);
+	snprintf(key, sizeof key, NG_MSGDATA_KEY_FMT, (long long)q->cid, (long long)q->mid);
 	const struct ng_msgdata_msg msg = {q->cid, q->mid, "email",
 	                                   strcmp(PQgetvalue(res, 0, 2), "marketing") == 0, key};
 	json_t *data =

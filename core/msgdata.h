@@ -19,11 +19,14 @@ struct ng_msgdata_store {
 	size_t secret_len;
 };
 
+/* A message's idempotency key, also its Message-ID's local part: customer id, message id. */
+#define NG_MSGDATA_KEY_FMT "nudge-%lld-%lld"
+
 struct ng_msgdata_msg {
 	int64_t customer_id, message_id;
 	const char *channel;
 	int marketing;
-	const char *key; /* the idempotency key, nudge-<customer>-<message> */
+	const char *key; /* NG_MSGDATA_KEY_FMT */
 };
 
 /* A new object (the caller owns it). customer is borrowed (NULL: {}); snapshot may be NULL or

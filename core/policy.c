@@ -59,6 +59,12 @@ static json_t *windows(const struct ng_conf_node *n, const char *path, char *err
 	return o;
 }
 
+/* A period in milliseconds as an SQL interval: "N seconds". */
+static void period_sql(int64_t ms, char *out, size_t len)
+{
+	snprintf(out, len, "%lld seconds", (long long)(ms / 1000));
+}
+
 /* {"email": bool, "template": name, "hold": "N seconds"}: what sql/0011 reads. The hold has the
  * same form as a cap's period. */
 static json_t *double_opt_in(const struct ng_conf *conf, char *err, size_t errlen)
@@ -78,7 +84,7 @@ static json_t *double_opt_in(const struct ng_conf *conf, char *err, size_t errle
 		return NULL;
 	}
 	char hold_sql[48];
-	snprintf(hold_sql, sizeof hold_sql, "%lld seconds", (long long)(ms / 1000));
+	period_sql(ms, hold_sql, sizeof hold_sql);
 	return json_pack("{s:b, s:s, s:s, s:s}", "email",
 	                 ng_conf_bool(conf, "policy.double_opt_in.email"), "template", tmpl, "hold",
 	                 hold_sql, "hold_written", hold);
@@ -144,7 +150,7 @@ json_t *ng_policy_settings(const struct ng_conf *conf, char *err, size_t errlen)
 			goto bad;
 		}
 		char per_sql[48];
-		snprintf(per_sql, sizeof per_sql, "%lld seconds", (long long)(ms / 1000));
+		period_sql(ms, per_sql, sizeof per_sql);
 		json_array_append_new(caps, json_pack("{s:s, s:I, s:s, s:s}", "channel", chs, "max",
 		                                      (json_int_t)(mx ? mx->i : 0), "per", per_sql,
 		                                      "written", per->str));

@@ -12,6 +12,15 @@
 -- A grant counts as confirmed when its source is confirm_link or its evidence says
 -- "confirmed": true (the store ran its own confirmation).
 
+-- The customer's email marketing consent record in force (the latest), or NULL: the rule of the
+-- consent_current view for one customer, by consents_current_idx.
+CREATE FUNCTION ng_email_consent(p_customer bigint) RETURNS consents
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM consents
+     WHERE customer_id = p_customer AND channel = 'email' AND purpose = 'marketing'
+     ORDER BY recorded_at DESC, id DESC LIMIT 1
+$$;
+
 CREATE FUNCTION ng_consent_double_opt_in() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     d jsonb;
@@ -22,9 +31,7 @@ BEGIN
         RETURN NEW;
     END IF;
     SELECT settings->'double_opt_in' INTO d FROM policy_settings;
-    SELECT status INTO have FROM consents
-     WHERE customer_id = NEW.customer_id AND channel = 'email' AND purpose = 'marketing'
-     ORDER BY recorded_at DESC, id DESC LIMIT 1;
+    have := (ng_email_consent(NEW.customer_id)).status;
     IF NEW.source = 'confirm_link' OR COALESCE((NEW.evidence->>'confirmed')::boolean, false)
        OR NOT COALESCE((d->>'email')::boolean, false) OR have = 'granted' THEN
         -- A grant in force: marketing email held for confirmation is due now.
@@ -63,9 +70,7 @@ DECLARE
 BEGIN
     -- Two clicks at once: the second waits here and then sees the first one's grant.
     PERFORM 1 FROM customers WHERE id = p_customer FOR UPDATE;
-    SELECT * INTO k FROM consents
-     WHERE customer_id = p_customer AND channel = 'email' AND purpose = 'marketing'
-     ORDER BY recorded_at DESC, id DESC LIMIT 1;
+    k := ng_email_consent(p_customer);
     IF k.status = 'granted' THEN
         RETURN 'already';
     END IF;
@@ -78,9 +83,32 @@ BEGIN
     RETURN 'confirmed';
 END $$;
 
--- The verdict of 0007 with one rule more: marketing email to a customer whose consent in force is
--- pending waits for the confirmation (until the hold, 7 days unless configured, runs out from when
--- it became pending), instead of being skipped for lack of consent.
+-- Marketing email to a customer whose consent in force is pending waits for the confirmation: a
+-- defer verdict until the hold (7 days unless configured) runs out from when it became pending,
+-- then a skip reason. NULL when the consent in force is not pending. Against the dispatcher's
+-- clock (p_now), as the other rules of the verdict are.
+CREATE FUNCTION ng_consent_pending_verdict(p_customer bigint, p_now timestamptz) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    pend consents := ng_email_consent(p_customer);
+    d jsonb;
+    hold interval;
+BEGIN
+    IF pend.status IS DISTINCT FROM 'pending' THEN
+        RETURN NULL;
+    END IF;
+    SELECT settings->'double_opt_in' INTO d FROM policy_settings;
+    hold := COALESCE((d->>'hold')::interval, interval '7 days');
+    IF pend.recorded_at + hold > p_now THEN
+        RETURN format('defer:%s:consent_pending: waiting for the subscriber to confirm',
+                      ng_epoch_ms(pend.recorded_at + hold));
+    END IF;
+    RETURN format('consent_pending: not confirmed within %s',
+                  COALESCE(d->>'hold_written', hold::text));
+END $$;
+
+-- The verdict of 0007 with one rule more (ng_consent_pending_verdict, for email without a grant);
+-- the rest is 0007's as it was.
 CREATE OR REPLACE FUNCTION ng_policy_verdict(p_customer bigint, p_message bigint, p_channel text,
                                   p_purpose text, p_address text, p_quiet text, p_on_cap text,
                                   p_timezone text, p_rank bigint, p_now timestamptz)
@@ -93,28 +121,15 @@ DECLARE
     tz text;
     opens timestamptz;
     cap record;
-    pend consents%ROWTYPE;
-    hold interval;
 BEGIN
     v := ng_delivery_policy(p_customer, p_channel, p_purpose, p_address);
-    SELECT settings INTO s FROM policy_settings;
     IF v = 'no_consent' AND p_channel = 'email' THEN
-        SELECT * INTO pend FROM consents
-         WHERE customer_id = p_customer AND channel = 'email' AND purpose = 'marketing'
-         ORDER BY recorded_at DESC, id DESC LIMIT 1;
-        IF pend.status = 'pending' THEN
-            hold := COALESCE((s->'double_opt_in'->>'hold')::interval, interval '7 days');
-            IF pend.recorded_at + hold > p_now THEN
-                RETURN format('defer:%s:consent_pending: waiting for the subscriber to confirm',
-                              ng_epoch_ms(pend.recorded_at + hold));
-            END IF;
-            RETURN format('consent_pending: not confirmed within %s',
-                          COALESCE(s->'double_opt_in'->>'hold_written', hold::text));
-        END IF;
+        v := COALESCE(ng_consent_pending_verdict(p_customer, p_now), v);
     END IF;
     IF v IS NOT NULL THEN
         RETURN v;
     END IF;
+    SELECT settings INTO s FROM policy_settings;
     IF s IS NULL THEN
         RETURN NULL;
     END IF;
@@ -193,9 +208,7 @@ BEGIN
     ON CONFLICT (channel, address_hash) DO UPDATE SET reason = 'complaint', source = 'feedback_loop'
      WHERE s.reason <> 'complaint';
     IF cid IS NOT NULL THEN
-        SELECT k.status INTO have FROM consents k
-         WHERE k.customer_id = cid AND k.channel = 'email' AND k.purpose = 'marketing'
-         ORDER BY k.recorded_at DESC, k.id DESC LIMIT 1;
+        have := (ng_email_consent(cid)).status;
         IF have IS DISTINCT FROM 'withdrawn' AND have IS NOT NULL THEN
             INSERT INTO consents (customer_id, channel, purpose, status, source, evidence)
             VALUES (cid, 'email', 'marketing', 'withdrawn', 'complaint',

@@ -222,10 +222,10 @@ static void rig_open(struct rig *r, const char *smtp_config, const char *lane_ke
 		                                .limits = &lim,
 		                                .nlimits = 1,
 		                                .templates = r->templates,
-		                                .store_name = "The Shop",
-		                                .store_base_url = "https://shop.example/",
-		                                .unsubscribe_secret = secret,
-		                                .unsubscribe_secret_len = sizeof secret - 1};
+		                                .store = {.name = "The Shop",
+		                                          .base_url = "https://shop.example/",
+		                                          .secret = secret,
+		                                          .secret_len = sizeof secret - 1}};
 		ASSERT_EQ_INT(ng_dispatch_open(&nd->d, &o), 0);
 		ng_dispatch_start(nd->d);
 	}
