@@ -90,7 +90,11 @@ instances() {
 	q "INSERT INTO customers (first_name) SELECT 'c' || g FROM generate_series(1, $2) g"
 	q "INSERT INTO instances (customer_id, workflow, version, key, status, wake_at)
 	   SELECT c.id, '$1', 1, c.id::text, '$3', $4 FROM customers c ORDER BY c.id"
-	q "ANALYZE"
+	# Only the tables filled here: an ANALYZE of the empty messages table would record "0 rows",
+	# and every foreign-key check of message_events against messages would then keep a
+	# sequential-scan plan until autovacuum next analyzes it (a minute later), making the run
+	# quadratic: 38 s instead of 17 s to drain 100,000.
+	q "ANALYZE customers, instances"
 }
 
 serve() {
