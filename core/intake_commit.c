@@ -37,7 +37,8 @@ struct ng_intake_commit {
 	size_t queued;
 	int inflight;
 	int closing;
-	int pumping; /* pump() is on the stack: c must outlive it */
+	int pumping;                  /* pump() is on the stack: c must outlive it */
+	int notifying, notify_wanted; /* the coalesced wake-up of the workflow schedulers */
 	unsigned long long batches, events, retried, failed;
 	void (*closed)(void *arg);
 	void *closed_arg;
@@ -66,7 +67,7 @@ static void item_free(struct ng_intake_commit_item *it)
 
 static void maybe_closed(struct ng_intake_commit *c)
 {
-	if (!c->closing || c->inflight > 0 || c->head || c->pumping)
+	if (!c->closing || c->inflight > 0 || c->head || c->pumping || c->notifying)
 		return;
 	void (*done)(void *) = c->closed;
 	void *arg = c->closed_arg;
@@ -105,6 +106,41 @@ static int gone(const char *sqlstate)
 
 static void send_batch(struct ng_intake_commit *c, struct ng_intake_commit_item *items,
                        size_t nitems);
+
+/*
+ * The batches do not notify the workflow schedulers themselves (sql/0012: a NOTIFY inside a
+ * transaction serialises commits), so this does, after they committed: one notification at a
+ * time, and one more when batches committed while it was on its way. Losing one (a crash right
+ * after a commit) delays the events only until a scheduler's next poll; they are in the inbox.
+ */
+static void notify_send(struct ng_intake_commit *c);
+
+static void on_notified(const struct ng_db_result *r, void *arg)
+{
+	struct ng_intake_commit *c = arg;
+	NG_UNUSED(r);
+	c->notifying = 0;
+	if (c->notify_wanted && !c->closing)
+		notify_send(c);
+	maybe_closed(c);
+}
+
+static void notify_send(struct ng_intake_commit *c)
+{
+	c->notify_wanted = 0;
+	c->notifying = 1;
+	if (ng_db_query(c->db, "SELECT pg_notify('nudge_workflows', 'inbox')", 0, NULL, on_notified,
+	                c) != 0)
+		c->notifying = 0;
+}
+
+static void notify_committed(struct ng_intake_commit *c)
+{
+	if (c->notifying)
+		c->notify_wanted = 1;
+	else
+		notify_send(c);
+}
 
 static void pump(struct ng_intake_commit *c)
 {
@@ -152,6 +188,8 @@ static void on_batch(const struct ng_db_result *r, void *arg)
 		ng_error("intake", "a batch of %zu events came back with %zu results", want, rows);
 		ok = 0;
 	}
+	if (ok && rows > 0)
+		notify_committed(c);
 	for (; it; it = next) {
 		next = it->next;
 		if (ok) {

@@ -203,10 +203,10 @@ static void write_conf(struct daemon *d, const char *extra_http, const char *ext
 	close(fd);
 }
 
-static void start_daemon(struct daemon *d, const char *extra_http)
+static void start_daemon_with(struct daemon *d, const char *extra_http, const char *extra)
 {
 	d->port = free_port();
-	write_conf(d, extra_http, NULL);
+	write_conf(d, extra_http, extra);
 	snprintf(d->log, sizeof d->log, "/tmp/ng-intake-log-XXXXXX");
 	int lfd = mkstemp(d->log);
 	ASSERT(lfd >= 0);
@@ -230,6 +230,11 @@ static void start_daemon(struct daemon *d, const char *extra_http)
 	size_t n;
 	char *log = slurp(d->log, &n);
 	ng_test_fail(__FILE__, __LINE__, "nudge serve did not become healthy: %s", log);
+}
+
+static void start_daemon(struct daemon *d, const char *extra_http)
+{
+	start_daemon_with(d, extra_http, NULL);
 }
 
 static void stop_daemon(struct daemon *d)
@@ -858,6 +863,46 @@ static void test_group_commit_and_metrics(void)
 	stop_daemon(&d);
 }
 
+/*
+ * The intake's transactions do not NOTIFY (sql/0012: that serialised their commits); the daemon
+ * notifies after they commit. With the scheduler's poll at ten minutes, only that notification
+ * can make it take the accepted events out of the workflow inbox within seconds.
+ */
+static void test_committed_events_wake_the_scheduler(void)
+{
+	struct daemon d;
+	start_daemon_with(&d, NULL, "  workflows = { poll_ms = 600000 },\n");
+	usleep(300000); /* the scheduler's first pass (at start) is over */
+	enum { N = 5 };
+	for (int i = 0; i < N; i++) {
+		char body[256];
+		int bl = snprintf(body, sizeof body,
+		                  "{\"type\":\"wake.test\",\"idempotency_key\":\"w-%s-%d\","
+		                  "\"customer\":{\"id\":\"w-%s\"}}",
+		                  tag(), i, tag());
+		struct resp r;
+		ASSERT_EQ_INT(request(d.port, "POST", "/v1/events",
+		                      "Authorization: Bearer " API_KEY "\r\n", body, (size_t)bl,
+		                      &r),
+		              200);
+	}
+	char like[64];
+	snprintf(like, sizeof like, "w-%s-%%", tag());
+	const char *sql = "SELECT count(*) FROM workflow_inbox i JOIN events e"
+	                  " ON e.customer_id = i.customer_id AND e.id = i.event_id"
+	                  " WHERE e.dedupe_key LIKE 'api:idem:' || $1";
+	int left = -1;
+	for (int i = 0; i < 100 && left != 0; i++) {
+		usleep(50000);
+		left = atoi(q1(sql, like));
+	}
+	ASSERT_EQ_INT(left, 0);
+	ASSERT_EQ_INT(
+	    atoll(q1("SELECT count(*) FROM events WHERE dedupe_key LIKE 'api:idem:' || $1", like)),
+	    N);
+	stop_daemon(&d);
+}
+
 /* ---- nudge events send ------------------------------------------------------------------------
  */
 
@@ -1106,5 +1151,6 @@ NG_TESTS(NG_TEST(test_shopify_fixtures_signed_and_unsigned),
          NG_TEST(test_api_events_auth_batch_and_big_ids),
          NG_TEST(test_consent_recorded_only_on_change_and_suppression_holds),
          NG_TEST(test_bad_input), NG_TEST(test_plugin_webhooks),
-         NG_TEST(test_group_commit_and_metrics), NG_TEST(test_events_send_command),
-         NG_TEST(test_secret_rotation_on_sighup), NG_TEST(test_postgres_restart_under_load))
+         NG_TEST(test_group_commit_and_metrics), NG_TEST(test_committed_events_wake_the_scheduler),
+         NG_TEST(test_events_send_command), NG_TEST(test_secret_rotation_on_sighup),
+         NG_TEST(test_postgres_restart_under_load))
