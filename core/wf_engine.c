@@ -240,7 +240,7 @@ void wf_due_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, in
 	    e->opt.db,
 	    "WITH d AS (SELECT ctid FROM instances WHERE status IN ('ready', 'waiting')"
 	    "  AND wake_at <= $2 ORDER BY wake_at LIMIT $4 FOR UPDATE SKIP LOCKED),"
-	    " x AS (SELECT ctid FROM instances WHERE status = 'running' AND lease_until < $2"
+	    " x AS (SELECT ctid FROM instances WHERE status = 'running' AND lease_until <= $2"
 	    "  LIMIT $4 FOR UPDATE SKIP LOCKED),"
 	    " u AS (UPDATE instances i SET status = 'running', attempt = i.attempt + 1,"
 	    "  lease_owner = $1, lease_until = $3, updated_at = $2"

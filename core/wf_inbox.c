@@ -11,6 +11,10 @@
  *      keyed by key(event) (default: the customer), subject to the re-entry rule and to at most one
  *      live instance per key (the unique index instances_live_key).
  * Events are handled one after another, in id order, so an exit never overtakes its start.
+ * Up to INBOX_CHUNK of them share one transaction (their statements in id order, one commit and
+ * one notification for all): a transaction per event held the scheduler to a few hundred events
+ * a second. When a shared transaction fails (a lease lost, a conflict), its events are handled
+ * again one per transaction, so one bad event fails only itself.
  */
 #include "ng.h"
 #include "wf_int.h"
@@ -19,13 +23,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define INBOX_CHUNK 64
+
 struct inbox_batch {
 	struct ng_wf_engine *e;
 	void (*done)(struct ng_wf_engine *e, int n);
-	json_t *events; /* [{customer_id, id, type, data, ...}] in id order */
-	size_t next;
+	json_t *events;     /* [{customer_id, id, type, data, ...}] in id order */
+	size_t next;        /* the first event of the transaction in flight */
+	size_t chunk;       /* how many events it holds */
+	size_t alone_until; /* events before this index go one per transaction */
 	struct wf_stmts st;
-	char tags[256]; /* per statement: 'x' exits, 'w' wait_for feed, 's' start, '-' other */
+	/* per statement: 'x' exits, 'w' wait_for feed, 's' start, '-' other; and its event */
+	char *tags;
+	size_t *tag_event;
+	size_t ntags, tags_cap;
 };
 
 static void handle_next(struct inbox_batch *b);
@@ -34,42 +45,61 @@ static void add(struct inbox_batch *b, char tag, const char *sql, int n, const c
                 const char *p2, const char *p3, const char *p4, const char *p5, const char *p6,
                 const char *p7, const char *p8)
 {
-	if ((size_t)b->st.n < sizeof b->tags)
-		b->tags[b->st.n] = tag;
+	if (b->ntags == b->tags_cap) {
+		b->tags_cap = b->tags_cap ? b->tags_cap * 2 : 64;
+		b->tags = ng_xrealloc(b->tags, b->tags_cap);
+		b->tag_event = ng_xrealloc(b->tag_event, b->tags_cap * sizeof *b->tag_event);
+	}
+	b->tags[b->ntags] = tag;
+	b->tag_event[b->ntags] = b->next + b->chunk;
+	b->ntags++;
 	wf_stmts_add(&b->st, sql, n, p1, p2, p3, p4, p5, p6, p7, p8);
 }
 
-static void on_event_done(const struct ng_db_result *r, void *arg)
+static void trace_results(struct inbox_batch *b, const struct ng_db_result *r)
 {
-	struct inbox_batch *b = arg;
 	struct ng_wf_engine *e = b->e;
-	json_t *ev = json_array_get(b->events, b->next);
-	int64_t cid = (int64_t)json_integer_value(json_object_get(ev, "customer_id"));
-	const char *type = json_string_value(json_object_get(ev, "type"));
-	e->busy--;
-	if (r->status != 0) {
-		ng_warn("wf", "event %lld (%s) not handled: %s",
-		        (long long)json_integer_value(json_object_get(ev, "id")), type, r->message);
-	} else {
-		for (int i = 0; i < r->nresults && i < (int)sizeof b->tags; i++) {
-			PGresult *res = r->results[i];
-			if (!res || b->tags[i] == '-')
-				continue;
-			for (int row = 0; row < PQntuples(res); row++) {
-				const char *what = b->tags[i] == 'x'   ? "exited"
-				                   : b->tags[i] == 'w' ? "event"
-				                                       : "started";
-				if (b->tags[i] == 'x')
-					e->stats.exited++;
-				if (b->tags[i] == 's')
-					e->stats.started++;
-				wf_trace(e, cid, wf_col_i64(res, row, 0), wf_col(res, row, 1), what,
-				         "%s", type);
-			}
+	for (int i = 0; i < r->nresults && (size_t)i < b->ntags; i++) {
+		PGresult *res = r->results[i];
+		if (!res || b->tags[i] == '-')
+			continue;
+		json_t *ev = json_array_get(b->events, b->tag_event[i]);
+		int64_t cid = (int64_t)json_integer_value(json_object_get(ev, "customer_id"));
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		for (int row = 0; row < PQntuples(res); row++) {
+			const char *what = b->tags[i] == 'x'   ? "exited"
+			                   : b->tags[i] == 'w' ? "event"
+			                                       : "started";
+			if (b->tags[i] == 'x')
+				e->stats.exited++;
+			if (b->tags[i] == 's')
+				e->stats.started++;
+			wf_trace(e, cid, wf_col_i64(res, row, 0), wf_col(res, row, 1), what, "%s",
+			         type);
 		}
 	}
+}
+
+static void on_events_done(const struct ng_db_result *r, void *arg)
+{
+	struct inbox_batch *b = arg;
+	b->e->busy--;
+	if (r->status == 0) {
+		trace_results(b, r);
+		b->next += b->chunk;
+	} else if (b->chunk > 1) {
+		/* Again, one event per transaction: only the failing one fails. */
+		b->alone_until = b->next + b->chunk;
+	} else {
+		json_t *ev = json_array_get(b->events, b->next);
+		ng_warn("wf", "event %lld (%s) not handled: %s",
+		        (long long)json_integer_value(json_object_get(ev, "id")),
+		        json_string_value(json_object_get(ev, "type")), r->message);
+		b->next++;
+	}
 	wf_stmts_free(&b->st);
-	b->next++;
+	b->ntags = 0;
+	b->chunk = 0;
 	handle_next(b);
 }
 
@@ -137,18 +167,10 @@ static void add_starts(struct inbox_batch *b, json_t *ev, const char *cid, const
 	}
 }
 
-static void handle_next(struct inbox_batch *b)
+/* Queues the statements of one event (b->next + b->chunk) in the transaction being built. */
+static void add_event(struct inbox_batch *b, json_t *ev)
 {
 	struct ng_wf_engine *e = b->e;
-	if (b->next >= json_array_size(b->events)) {
-		void (*done)(struct ng_wf_engine *, int) = b->done;
-		int n = (int)json_array_size(b->events);
-		json_decref(b->events);
-		free(b);
-		done(e, n);
-		return;
-	}
-	json_t *ev = json_array_get(b->events, b->next);
 	char cid[24], eid[24], now[40];
 	snprintf(cid, sizeof cid, "%lld",
 	         (long long)json_integer_value(json_object_get(ev, "customer_id")));
@@ -174,16 +196,35 @@ static void handle_next(struct inbox_batch *b)
 	free(data);
 	free(evj);
 	add_starts(b, ev, cid, eid, type, now);
+}
+
+static void handle_next(struct inbox_batch *b)
+{
+	struct ng_wf_engine *e = b->e;
+	size_t total = json_array_size(b->events);
+	if (b->next >= total) {
+		void (*done)(struct ng_wf_engine *, int) = b->done;
+		int n = (int)total;
+		json_decref(b->events);
+		free(b->tags);
+		free(b->tag_event);
+		free(b);
+		done(e, n);
+		return;
+	}
+	size_t want = b->next < b->alone_until ? 1 : INBOX_CHUNK;
+	while (b->chunk < want && b->next + b->chunk < total) {
+		add_event(b, json_array_get(b->events, b->next + b->chunk));
+		b->chunk++;
+	}
 	/* Other nodes learn of new ready instances without waiting for their poll. */
 	add(b, '-', "SELECT pg_notify('nudge_workflows', 'due')", 0, NULL, NULL, NULL, NULL, NULL,
 	    NULL, NULL, NULL);
 	e->busy++;
-	int rc = ng_db_batch(e->opt.db, b->st.v, b->st.n, on_event_done, b);
+	int rc = ng_db_batch(e->opt.db, b->st.v, b->st.n, on_events_done, b);
 	if (rc) {
 		struct ng_db_result r = {.status = rc, .message = ng_strerror(rc), .sqlstate = ""};
-		e->busy++;
-		on_event_done(&r, b);
-		e->busy--;
+		on_events_done(&r, b);
 	}
 }
 
@@ -216,7 +257,7 @@ void wf_inbox_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, 
 	int rc = ng_db_query(
 	    e->opt.db,
 	    "WITH c AS (SELECT customer_id, event_id FROM workflow_inbox"
-	    "  WHERE lease_until IS NULL OR lease_until < $2 ORDER BY event_id LIMIT $4"
+	    "  WHERE lease_until IS NULL OR lease_until <= $2 ORDER BY event_id LIMIT $4"
 	    "  FOR UPDATE SKIP LOCKED),"
 	    " u AS (UPDATE workflow_inbox w SET lease_owner = $1, lease_until = $3 FROM c"
 	    "  WHERE w.customer_id = c.customer_id AND w.event_id = c.event_id"
@@ -228,7 +269,6 @@ void wf_inbox_pass(struct ng_wf_engine *e, void (*done)(struct ng_wf_engine *e, 
 	    4, p, on_claimed, b);
 	if (rc) {
 		struct ng_db_result r = {.status = rc, .message = ng_strerror(rc), .sqlstate = ""};
-		e->busy++;
 		on_claimed(&r, b);
 	}
 }

@@ -217,6 +217,101 @@ static void test_exit_mid_wait(void)
 	rm_dir(dir);
 }
 
+static void exec_ok(struct ng_wf_harness *h, const char *sql)
+{
+	PGresult *r = PQexec(ng_wf_harness_pg(h), sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+		ng_test_fail(__FILE__, __LINE__, "%s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+}
+
+/*
+ * Many inbox events share one transaction, in id order (a start and a later exit of the same
+ * customer in one pass still end the instance); when one event fails, the others are handled
+ * one per transaction and only the failing one stays in the inbox, to be retried.
+ */
+static void test_inbox_events_share_a_transaction_and_fail_alone(void)
+{
+	const char *src = "return { name = 'w', trigger = {event = 'signup'},\n"
+	                  "  exits = {'order.placed'},\n"
+	                  "  run = function(ctx)\n"
+	                  "    ctx.wait('1h')\n"
+	                  "    ctx.send{channel = 'email', template = 'hello'}\n"
+	                  "  end }\n";
+	const char *names[] = {"w.lua"};
+	char *dir = write_dir(names, &src, 1);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr);
+	/* Three events in one pass: their instances were made by one transaction. */
+	exec_ok(h, "CREATE TABLE started_by (xid bigint);"
+	           "CREATE FUNCTION note_xid() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+	           " INSERT INTO started_by VALUES (txid_current()); RETURN NULL; END $$;"
+	           "CREATE TRIGGER note_xid AFTER INSERT ON instances"
+	           " FOR EACH ROW EXECUTE FUNCTION note_xid()");
+	for (int i = 0; i < 3; i++) {
+		char spec[64];
+		snprintf(spec, sizeof spec, "{\"email\": \"batch%d@example.com\"}", i);
+		customer(h, spec);
+	}
+	exec_ok(h, "INSERT INTO events (customer_id, source, dedupe_key, type, occurred_at)"
+	           " SELECT c.id, 'test', 'batch-' || c.id, 'signup', now() FROM customers c");
+	ng_wf_engine_kick(ng_wf_harness_engine(h));
+	ng_wf_harness_settle(h);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances"), 3);
+	ASSERT_EQ_INT(q1(h, "SELECT count(DISTINCT xid) FROM started_by"), 1);
+	exec_ok(h, "DELETE FROM instances");
+	int64_t bad = 0, quitter = 0;
+	for (int i = 0; i < 6; i++) {
+		char spec[64];
+		snprintf(spec, sizeof spec, "{\"email\": \"inbox%d@example.com\"}", i);
+		int64_t c = customer(h, spec);
+		if (i == 2)
+			bad = c;
+		if (i == 5)
+			quitter = c;
+	}
+	char *sql = ng_xasprintf(
+	    "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+	    " IF NEW.customer_id = %lld THEN RAISE EXCEPTION 'refused for the test'; END IF;"
+	    " RETURN NEW; END $$;"
+	    "CREATE TRIGGER refuse_one BEFORE INSERT ON instances"
+	    " FOR EACH ROW EXECUTE FUNCTION refuse_one()",
+	    (long long)bad);
+	exec_ok(h, sql);
+	free(sql);
+	/* All in one statement, so they are all in the inbox when the scheduler looks. */
+	sql =
+	    ng_xasprintf("INSERT INTO events (customer_id, source, dedupe_key, type, occurred_at)"
+	                 " SELECT c.id, 'test', 'inbox-' || c.id, 'signup', now() FROM customers c"
+	                 " WHERE c.email LIKE 'inbox%%'"
+	                 " UNION ALL SELECT %lld, 'test', 'inbox-quit', 'order.placed', now()"
+	                 " ORDER BY 3",
+	                 (long long)quitter);
+	exec_ok(h, sql);
+	free(sql);
+	ng_wf_engine_kick(ng_wf_harness_engine(h));
+	ng_wf_harness_settle(h);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances"), 5);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances WHERE status = 'exited'"), 1);
+	char *q = ng_xasprintf("SELECT count(*) FROM instances WHERE customer_id = %lld",
+	                       (long long)quitter);
+	ASSERT_EQ_INT(q1(h, q), 1);
+	free(q);
+	q = ng_xasprintf("SELECT customer_id FROM workflow_inbox");
+	ASSERT_EQ_INT(q1(h, q), bad);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM workflow_inbox"), 1);
+	free(q);
+	/* The refusal goes away: the event is handled once its lease runs out. */
+	exec_ok(h, "DROP TRIGGER refuse_one ON instances");
+	ng_wf_harness_advance(h, 2 * HOUR);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM workflow_inbox"), 0);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM instances"), 6);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM messages"), 5);
+	ASSERT_EQ_INT(count_traces(&tr, "w started signup"), 9);
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
 /* wait_for returns the event when it matches, and times out with nil otherwise. */
 static void test_wait_for_event_and_timeout(void)
 {
@@ -500,5 +595,6 @@ static void test_wait_until_local_hour(void)
 NG_TESTS(NG_TEST(test_replay_returns_recorded_results), NG_TEST(test_wait_until_local_hour),
          NG_TEST(test_nondeterminism_contained), NG_TEST(test_sweep_once_per_period),
          NG_TEST(test_divergence_parks), NG_TEST(test_exit_mid_wait),
+         NG_TEST(test_inbox_events_share_a_transaction_and_fail_alone),
          NG_TEST(test_wait_for_event_and_timeout), NG_TEST(test_versions),
          NG_TEST(test_bad_scripts_contained), NG_TEST(test_load_errors), )
