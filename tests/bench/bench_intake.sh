@@ -4,7 +4,8 @@
 # Starts a private PostgreSQL (tests/pg.sh) and `nudge serve`, then for 1, 32 and 256 keep-alive
 # connections runs wrk posting the signed Shopify checkouts/create fixture to /v1/webhooks/shopify
 # (tests/bench/intake_checkout.lua: a new X-Shopify-Event-Id per request, so each is a new event:
-# customer look-up, consent check, event row, workflow inbox row, commit), and pgbench with a
+# customer look-up, consent check, event row, workflow inbox row, commit; BENCH_CUSTOMERS
+# customers, 1000 by default), and pgbench with a
 # single-row INSERT per transaction at the same client counts on the same cluster. Then a paced run
 # (50 connections, 10 ms between requests on each: at most 5,000/s) for the latency at that rate.
 # Reports events/s with p50/p99, the pgbench commit rate, the ratio, and how many group commits
@@ -73,13 +74,29 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 
+# BENCH_CUSTOMERS variants of the fixture, each another customer (id and email) and checkout
+# token, signed: a store's checkouts come from many people. BENCH_CUSTOMERS=1 posts the fixture
+# itself every time (one customer's row and one instance key, the hottest case).
 fixture="$top/../shared/fixtures/shopify/checkouts_create.json"
-export BODY_FILE="$fixture" SHOP="$shop"
-SIG=$(openssl dgst -sha256 -hmac "$secret" -binary <"$fixture" | base64)
-export SIG
+ncust=${BENCH_CUSTOMERS:-1000}
+rm -rf "$work/bodies"
+mkdir -p "$work/bodies"
+i=1
+while [ "$i" -le "$ncust" ]; do
+	if [ "$ncust" -eq 1 ]; then
+		cp "$fixture" "$work/bodies/1.json"
+	else
+		sed -e "s/603851970716743400/$((603851970716700000 + i))/g" \
+			-e "s/example@email.com/buyer$i@example.com/g" \
+			-e "s/\"token\":\"123123123\"/\"token\":\"bench$i\"/" "$fixture" >"$work/bodies/$i.json"
+	fi
+	openssl dgst -sha256 -hmac "$secret" -binary <"$work/bodies/$i.json" | base64 >>"$work/bodies/sigs"
+	i=$((i + 1))
+done
+export BODY_DIR="$work/bodies" SHOP="$shop"
 printf 'INSERT INTO bench_insert (v) VALUES (1);\n' >"$work/insert.sql"
 
-echo "cluster: fsync=$fsync; workflow trigger ${BENCH_TRIGGER:-on}; nudge pool_size=4; ${secs}s per run; $(nproc) cores shared with the load generators"
+echo "cluster: fsync=$fsync; workflow trigger ${BENCH_TRIGGER:-on}; nudge pool_size=4; ${secs}s per run; $ncust customers; $(nproc) cores shared with the load generators"
 printf '%-12s %12s %9s %9s %14s %8s\n' connections "events/s" "p50 ms" "p99 ms" "pgbench tps" ratio
 for c in 1 32 256; do
 	t=$(( c < 2 ? 1 : 2 ))

@@ -1,12 +1,14 @@
--- tests/bench/intake_checkout.lua — wrk script for bench_intake.sh: posts the signed Shopify
--- checkouts/create fixture to /v1/webhooks/shopify with a new X-Shopify-Event-Id per request, so
--- every request is a new event (the body, and so its signature, stay the same).
+-- tests/bench/intake_checkout.lua — wrk script for bench_intake.sh: posts signed Shopify
+-- checkouts/create bodies to /v1/webhooks/shopify with a new X-Shopify-Event-Id per request, so
+-- every request is a new event. The bodies are variants of the fixture (bench_intake.sh makes
+-- them: another customer and checkout token each), used in turn.
 --
--- Environment: BODY_FILE (the fixture), SIG (its base64 HMAC), SHOP, RUN (a prefix unique to this
--- run), PACE_MS (optional: wait this long between requests on each connection).
+-- Environment: BODY_DIR (1.json … N.json and sigs, their base64 HMACs one per line), SHOP, RUN (a
+-- prefix unique to this run), PACE_MS (optional: wait this long between requests on each
+-- connection).
 
 local counter, thread_id = 0, 0
-local body, sig, shop, run, pace
+local bodies, sigs, shop, run, pace = {}, {}, nil, nil, nil
 local threads = {}
 
 function setup(thread)
@@ -16,10 +18,13 @@ end
 
 function init(args)
   thread_id = tid
-  local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
-  body = f:read("*a")
-  f:close()
-  sig = os.getenv("SIG")
+  local dir = os.getenv("BODY_DIR")
+  for line in io.lines(dir .. "/sigs") do
+    local f = assert(io.open(dir .. "/" .. (#sigs + 1) .. ".json", "rb"))
+    table.insert(bodies, f:read("*a"))
+    f:close()
+    table.insert(sigs, line)
+  end
   shop = os.getenv("SHOP")
   run = os.getenv("RUN")
   pace = tonumber(os.getenv("PACE_MS") or "")
@@ -27,6 +32,9 @@ end
 
 function request()
   counter = counter + 1
+  -- Threads start at different variants, so they do not post the same customer in step.
+  local i = (counter + thread_id * 7919) % #bodies + 1
+  local body, sig = bodies[i], sigs[i]
   return wrk.format("POST", "/v1/webhooks/shopify", {
     ["Content-Type"] = "application/json",
     ["X-Shopify-Topic"] = "checkouts/create",
