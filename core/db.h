@@ -86,10 +86,9 @@ int ng_db_query(ng_db *db, const char *sql, int nparams, const char *const *para
                 void *arg);
 
 /*
- * Several statements run atomically in one round trip (BEGIN, the statements, COMMIT, one sync):
- * one callback with every statement's result, or the first error (and nothing committed). The
- * connection takes no other work until the batch is done (after a failure the session must be
- * rolled back first).
+ * Several statements run atomically in one round trip (the statements, then one sync: the
+ * implicit transaction between two syncs): one callback with every statement's result, or the
+ * first error (and nothing committed). Batches pipeline behind each other like single queries.
  */
 int ng_db_batch(ng_db *db, const struct ng_db_stmt *stmts, int nstmts, ng_db_cb cb, void *arg);
 

@@ -119,7 +119,6 @@ static void teardown(struct ng_db_conn *c)
 	}
 	c->flushing = 0;
 	c->unflushed = 0;
-	c->barrier = 0;
 	ng_db_prep_reset(c); /* prepared statements belong to the session */
 }
 

@@ -24,6 +24,7 @@ struct ng_db_req {
 	int *nparams;     /* nstmts entries */
 	char ***params;   /* nstmts arrays of nparams[i] entries (NULL = SQL NULL) */
 	int done_queries; /* wire queries whose results are complete (libpq returned NULL) */
+	int commit_error_ended; /* the NULL after an error at the sync (the implicit COMMIT) was read */
 	int nwire;        /* queries on the wire, Parses of new prepared statements included */
 	int *wire;        /* per wire query: its results slot, or -(cache entry + 1) for a Parse */
 	int *by_name;     /* per results slot: cache entry + 1 when it ran by name, else 0 */
@@ -77,7 +78,6 @@ struct ng_db_conn {
 	int inflight;  /* requests in the FIFO */
 	int flushing;  /* PQflush returned 1: poll for writable until it returns 0 */
 	int unflushed; /* requests were queued in libpq since the last PQflush */
-	int barrier;   /* a batch (or its ROLLBACK) is in flight: send nothing after it */
 	int attempt;   /* failed attempts since the last success, for the backoff */
 	int ever_connected;
 	int listener; /* the dedicated LISTEN connection */

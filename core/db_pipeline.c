@@ -1,8 +1,8 @@
 /*
  * db_pipeline.c — the request traffic of one connected connection in pipeline mode: choosing
  * whether it takes more work, putting requests on the wire, flushing, and reading the results back
- * in order (the in-flight FIFO). A failed batch leaves the session inside an aborted transaction,
- * so every batch is followed at once by a ROLLBACK of its own.
+ * in order (the in-flight FIFO). A batch is the implicit transaction between two syncs
+ * (db_req.c), so a failed one leaves nothing behind for the requests after it.
  */
 #include "db_int.h"
 
@@ -13,23 +13,7 @@
 int ng_db_conn_can_take(const struct ng_db_conn *c)
 {
 	return (c->state == NG_DBC_READY || c->state == NG_DBC_BUSY) && !c->listener &&
-	       !c->barrier && c->inflight < c->db->opt.pipeline_depth;
-}
-
-static void rollback_done(struct ng_db_conn *c, struct ng_db_req *req, int status)
-{
-	NG_UNUSED(req);
-	NG_UNUSED(status);
-	c->barrier = 0;
-	ng_db_schedule(c->db);
-}
-
-static void send_rollback(struct ng_db_conn *c)
-{
-	struct ng_db_stmt st = {"ROLLBACK", 0, NULL};
-	struct ng_db_req *req = ng_db_req_new(NG_DB_REQ_INTERNAL, &st, 1);
-	req->internal_done = rollback_done;
-	ng_db_conn_submit(c, req);
+	       c->inflight < c->db->opt.pipeline_depth;
 }
 
 /*
@@ -70,15 +54,6 @@ int ng_db_conn_submit(struct ng_db_conn *c, struct ng_db_req *req)
 	c->inflight++;
 	c->unflushed = 1;
 	ng_db_conn_set_state(c, NG_DBC_BUSY);
-	/*
-	 * A failed batch leaves the session inside an aborted transaction, which would fail every
-	 * request pipelined behind it. So a ROLLBACK of its own (own sync) follows every batch at
-	 * once: after a committed batch it is a no-op (a notice, logged at debug), after a failed
-	 * one it ends the aborted transaction. Batches then pipeline like single queries instead of
-	 * costing a round trip each.
-	 */
-	if (req->kind == NG_DB_REQ_BATCH)
-		send_rollback(c);
 	return 0;
 }
 
@@ -117,6 +92,11 @@ int ng_db_conn_read(struct ng_db_conn *c)
 				req->done_queries++;
 				continue;
 			}
+			if (req->results[req->nqueries] && !req->commit_error_ended) {
+				/* libpq ends the failed commit's error with a NULL of its own. */
+				req->commit_error_ended = 1;
+				continue;
+			}
 			break; /* the sync has not arrived yet */
 		}
 		if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
@@ -140,6 +120,12 @@ int ng_db_conn_read(struct ng_db_conn *c)
 					    PQresultStatus(r) == PGRES_FATAL_ERROR)
 						ng_db_prep_check(c, req->by_name[slot] - 1, r);
 				}
+			} else if (PQstatus(c->pg) == CONNECTION_OK &&
+			           PQresultStatus(r) == PGRES_FATAL_ERROR &&
+			           !req->results[req->nqueries]) {
+				/* The implicit COMMIT at the sync failed: the request did not
+				 * commit. */
+				req->results[req->nqueries] = r;
 			} else {
 				/* libpq's own "connection lost" result, after the query's NULL. */
 				if (PQstatus(c->pg) == CONNECTION_OK)
@@ -159,7 +145,8 @@ int ng_db_conn_read(struct ng_db_conn *c)
 			ng_db_conn_set_state(c, NG_DBC_READY);
 		ng_db_req_finish(c->db, c, req, 0, NULL);
 		if (c->state != NG_DBC_READY && c->state != NG_DBC_BUSY)
-			return -1; /* the ROLLBACK could not be sent */
+			return -1; /* the callback's work could not be sent: the connection is lost
+			            */
 	}
 	return 0;
 }

@@ -15,11 +15,12 @@ struct ng_db_req *ng_db_req_new(enum ng_db_req_kind kind, const struct ng_db_stm
 	struct ng_db_req *req = ng_xcalloc(1, sizeof(*req));
 	req->kind = kind;
 	req->nstmts = nstmts;
-	req->nqueries = kind == NG_DB_REQ_BATCH ? nstmts + 2 : nstmts;
+	req->nqueries = nstmts;
 	req->sql = ng_xcalloc((size_t)nstmts, sizeof(char *));
 	req->nparams = ng_xcalloc((size_t)nstmts, sizeof(int));
 	req->params = ng_xcalloc((size_t)nstmts, sizeof(char **));
-	req->results = ng_xcalloc((size_t)req->nqueries, sizeof(PGresult *));
+	/* One more: an error the server reports at the sync itself (the implicit COMMIT failed). */
+	req->results = ng_xcalloc((size_t)req->nqueries + 1, sizeof(PGresult *));
 	req->wire = ng_xcalloc((size_t)req->nqueries * 2, sizeof(int));
 	req->by_name = ng_xcalloc((size_t)req->nqueries, sizeof(int));
 	for (int i = 0; i < nstmts; i++) {
@@ -43,7 +44,7 @@ void ng_db_req_free(struct ng_db_req *req)
 			free(req->params[i][j]);
 		free(req->params[i]);
 	}
-	for (int i = 0; i < req->nqueries; i++)
+	for (int i = 0; i <= req->nqueries; i++)
 		PQclear(req->results[i]);
 	free(req->sql);
 	free(req->nparams);
@@ -88,29 +89,20 @@ static int send_stmt(struct ng_db_req *req, struct ng_db_conn *c, int slot, cons
 }
 
 /*
- * Queues the request's messages in libpq's output buffer: the queries, then one sync. A batch is
- * wrapped in BEGIN/COMMIT so that it is one transaction whatever the statements do. Returns -1
- * when libpq refused (the connection is broken): the request's sync never went out, so nothing of
- * it can have committed and it may be queued again.
+ * Queues the request's messages in libpq's output buffer: the queries, then one sync. Everything
+ * between two syncs is one implicit transaction: committed at the sync when every statement
+ * succeeded, rolled back when one failed (the server skips the rest up to the sync). So a batch
+ * needs no BEGIN and COMMIT, and a failed one leaves nothing behind for the requests pipelined
+ * after it. Returns -1 when libpq refused (the connection is broken): the request's sync never
+ * went out, so nothing of it can have committed and it may be queued again.
  */
 int ng_db_req_send(struct ng_db_req *req, struct ng_db_conn *c)
 {
-	int first = req->kind == NG_DB_REQ_BATCH ? 1 : 0;
 	req->nwire = 0;
 	req->done_queries = 0;
-	if (first) {
-		req->wire[req->nwire++] = 0;
-		if (send_one(c->pg, "BEGIN", 0, NULL) < 0)
-			return -1;
-	}
 	for (int i = 0; i < req->nstmts; i++)
-		if (send_stmt(req, c, first + i, req->sql[i], req->nparams[i], req->params[i]) < 0)
+		if (send_stmt(req, c, i, req->sql[i], req->nparams[i], req->params[i]) < 0)
 			return -1;
-	if (first) {
-		req->wire[req->nwire++] = req->nqueries - 1;
-		if (send_one(c->pg, "COMMIT", 0, NULL) < 0)
-			return -1;
-	}
 	return PQpipelineSync(c->pg) == 1 ? 0 : -1;
 }
 
@@ -133,20 +125,21 @@ void ng_db_req_finish(ng_db *db, struct ng_db_conn *c, struct ng_db_req *req, in
                       const char *message)
 {
 	char msg[512], state[6] = "";
-	int first = req->kind == NG_DB_REQ_BATCH ? 1 : 0;
 	struct ng_db_result r = {
 	    .status = status,
 	    .message = msg,
 	    .sqlstate = state,
 	    .nresults = req->nstmts,
-	    .results = req->results + first,
+	    .results = req->results,
 	    .failed = -1,
 	};
 
 	ng_db_copy_message(msg, sizeof(msg), message, "");
 	if (status == 0) {
-		/* The first query (BEGIN and COMMIT included) that did not succeed decides. */
-		for (int i = 0; i < req->nqueries; i++) {
+		/* The first query that did not succeed decides; then the commit at the sync. */
+		for (int i = 0; i <= req->nqueries; i++) {
+			if (i == req->nqueries && !req->results[i])
+				break;
 			PGresult *pr = req->results[i];
 			if (pr && result_ok(pr))
 				continue;
@@ -160,14 +153,11 @@ void ng_db_req_finish(ng_db *db, struct ng_db_conn *c, struct ng_db_req *req, in
 				ng_db_copy_message(msg, sizeof(msg), "no result from the server",
 				                   "");
 			}
-			if (i >= first && i < first + req->nstmts)
-				r.failed = i - first;
-			else if (req->kind == NG_DB_REQ_BATCH)
-				r.failed = i == 0 ? 0 : req->nstmts - 1;
+			r.failed = i < req->nqueries ? i : req->nstmts - 1;
 			break;
 		}
 		if (r.status == 0 && req->nstmts > 0)
-			r.res = req->results[first + req->nstmts - 1];
+			r.res = req->results[req->nstmts - 1];
 	}
 
 	if (req->kind == NG_DB_REQ_INTERNAL) {

@@ -420,6 +420,50 @@ static void test_batch_atomic(void)
 	ng_test_pg_exec("DROP TABLE ng_dbtest_batch");
 }
 
+/* A batch is the implicit transaction between two syncs: a failure at its commit (a deferred
+ * constraint) is the batch's error, and nothing of it stays. */
+static void on_deferred_batch(const struct ng_db_result *r, void *arg)
+{
+	struct batch_state *s = arg;
+	ASSERT_EQ_INT(s->step++, 0);
+	ASSERT_EQ_INT(r->status, NG_EDB);
+	ASSERT_EQ_STR(r->sqlstate, "23505");
+	ASSERT_EQ_INT(r->failed, 1);
+}
+
+static void on_deferred_count(const struct ng_db_result *r, void *arg)
+{
+	struct batch_state *s = arg;
+	ASSERT_EQ_INT(s->step++, 1);
+	ASSERT_EQ_INT(r->status, 0);
+	ASSERT_EQ_STR(PQgetvalue(r->res, 0, 0), "0");
+	ASSERT_EQ_INT(ng_db_close(s->db, on_closed, &s->closed), 0);
+}
+
+static void test_batch_commit_failure(void)
+{
+	ng_test_pg_exec(
+	    "SET client_min_messages = warning; DROP TABLE IF EXISTS ng_dbtest_deferred");
+	ng_test_pg_exec("CREATE TABLE ng_dbtest_deferred (id int,"
+	                " UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)");
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct ng_db_options o = {.pool_size = 1};
+	struct batch_state s = {0};
+	s.db = open_db(&loop, &o, NULL);
+	const char *one[] = {"1"};
+	const char *ins = "INSERT INTO ng_dbtest_deferred (id) VALUES ($1::int)";
+	struct ng_db_stmt twice[] = {{ins, 1, one}, {ins, 1, one}};
+	ASSERT_EQ_INT(ng_db_batch(s.db, twice, 2, on_deferred_batch, &s), 0);
+	ASSERT_EQ_INT(ng_db_query(s.db, "SELECT count(*) FROM ng_dbtest_deferred", 0, NULL,
+	                          on_deferred_count, &s),
+	              0);
+	finish_loop(&loop);
+	ASSERT_EQ_INT(s.step, 2);
+	ASSERT_EQ_INT(s.closed, 1);
+	ng_test_pg_exec("DROP TABLE ng_dbtest_deferred");
+}
+
 /* ---- prepared statements (db_prep.c) ---- */
 
 struct prep_state {
@@ -939,6 +983,6 @@ NG_TESTS(NG_TEST(test_prepared_statements), NG_TEST(test_prepared_statement_afte
          NG_TEST(test_query_params_and_errors), NG_TEST(test_open_then_close_at_once),
          NG_TEST(test_bad_conninfo), NG_TEST(test_pipelined_inserts_10k),
          NG_TEST(test_statement_timeout), NG_TEST(test_batch_atomic),
-         NG_TEST(test_close_with_work_in_flight), NG_TEST(test_queue_timeout_when_unreachable),
-         NG_TEST(test_listen_notify), NG_TEST(test_survives_terminate_backend),
-         NG_TEST(test_survives_server_restart), )
+         NG_TEST(test_batch_commit_failure), NG_TEST(test_close_with_work_in_flight),
+         NG_TEST(test_queue_timeout_when_unreachable), NG_TEST(test_listen_notify),
+         NG_TEST(test_survives_terminate_backend), NG_TEST(test_survives_server_restart), )

@@ -239,6 +239,14 @@ static void on_dispatch_closed(void *arg)
 
 static void rig_close(struct rig *r)
 {
+	/* A result the test already saw in the database may not have reached its dispatcher's
+	 * counters yet (its reply is still on the way): let the dispatchers go idle first. */
+	uint64_t idle_by = ng_test_now_ms() + 5000;
+	for (int i = 0; i < r->nnodes; i++)
+		while (!ng_dispatch_idle(r->nodes[i].d) && ng_test_now_ms() < idle_by) {
+			uv_run(&r->loop, UV_RUN_NOWAIT);
+			usleep(500);
+		}
 	for (int i = 0; i < r->nnodes; i++) {
 		ng_dispatch_stats(r->nodes[i].d, &r->nodes[i].st);
 		ng_dispatch_close(r->nodes[i].d, on_dispatch_closed, &r->nodes[i]);
