@@ -7,6 +7,7 @@
  * goes to dispatch_result.c.
  */
 #include "dispatch_int.h"
+#include "json_parse.h"
 #include "ng.h"
 #include "plugin_host.h"
 #include "msgdata.h"
@@ -84,7 +85,7 @@ void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i, int
 	const char *addr = col(res, i, 7), *verdict = col(res, i, 8), *cust = col(res, i, 9);
 	m->recipient = addr ? ng_xstrdup(addr) : NULL;
 	m->key = ng_xasprintf(NG_MSGDATA_KEY_FMT, (long long)m->cid, (long long)m->mid);
-	m->customer = cust ? json_loads(cust, 0, NULL) : NULL;
+	m->customer = cust ? ng_json_parse_str(cust, 0, NULL) : NULL;
 	if (!m->customer)
 		m->customer = json_object();
 	dispatch_inflight_add(d, m);

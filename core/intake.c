@@ -8,6 +8,7 @@
 #include "intake_commit.h"
 #include "intake_map.h"
 #include "metrics.h"
+#include "json_parse.h"
 #include "ng.h"
 
 #include <errno.h>
@@ -387,7 +388,7 @@ static void handle(struct ng_intake *in, struct ng_httpd_req *req, const char *s
 		goto out;
 	}
 	json_error_t je;
-	payload = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+	payload = ng_json_parse(body, len, JSON_REJECT_DUPLICATES, &je);
 	if (!payload) {
 		snprintf(err, sizeof err, "malformed JSON at line %d column %d: %s%s", je.line,
 		         je.column,

@@ -4,6 +4,7 @@
  */
 #include "intake_commit.h"
 #include "db.h"
+#include "json_parse.h"
 #include "ng.h"
 
 #include <stdlib.h>
@@ -195,7 +196,7 @@ static void on_batch(const struct ng_db_result *r, void *arg)
 		if (ok) {
 			json_t *res = json_array();
 			for (size_t i = 0; i < it->nevents; i++, row++) {
-				json_t *one = json_loads(PQgetvalue(r->res, (int)row, 0), 0, NULL);
+				json_t *one = ng_json_parse_str(PQgetvalue(r->res, (int)row, 0), 0, NULL);
 				json_array_append_new(res, one ? one : json_null());
 			}
 			finish(it, 0, res, "");

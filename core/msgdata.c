@@ -3,6 +3,7 @@
  */
 #include "msgdata.h"
 #include "links.h"
+#include "json_parse.h"
 #include "ng.h"
 
 #include <stdlib.h>
@@ -18,7 +19,7 @@ static void set_link(json_t *o, const char *key, char *url)
 json_t *ng_msgdata(const struct ng_msgdata_store *s, const struct ng_msgdata_msg *m,
                    const char *snapshot, json_t *customer, char **unsub_url)
 {
-	json_t *data = snapshot ? json_loads(snapshot, 0, NULL) : NULL;
+	json_t *data = snapshot ? ng_json_parse_str(snapshot, 0, NULL) : NULL;
 	if (!json_is_object(data)) {
 		json_decref(data);
 		data = json_object();

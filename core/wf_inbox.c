@@ -16,6 +16,7 @@
  * a second. When a shared transaction fails (a lease lost, a conflict), its events are handled
  * again one per transaction, so one bad event fails only itself.
  */
+#include "json_parse.h"
 #include "ng.h"
 #include "wf_int.h"
 
@@ -238,7 +239,7 @@ static void on_claimed(const struct ng_db_result *r, void *arg)
 	if (r->status != 0)
 		ng_warn("wf", "claiming inbox events failed: %s", r->message);
 	for (int i = 0; r->status == 0 && i < PQntuples(r->res); i++) {
-		json_t *ev = json_loads(PQgetvalue(r->res, i, 0), 0, NULL);
+		json_t *ev = ng_json_parse_str(PQgetvalue(r->res, i, 0), 0, NULL);
 		if (ev)
 			json_array_append_new(b->events, ev);
 	}

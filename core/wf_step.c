@@ -15,6 +15,7 @@
  * Effects that need the database before the script can go on (ctx.query, ctx.wait_until) complete
  * through the engine's resume queue, never inside the libpq callback (effects in wf_effect.c).
  */
+#include "json_parse.h"
 #include "ng.h"
 #include "wf_effect.h"
 
@@ -251,7 +252,7 @@ void wf_inst_fence(struct wf_inst *in)
 static json_t *parse_col(PGresult *res, int row, int col)
 {
 	const char *v = wf_col(res, row, col);
-	return v ? json_loads(v, JSON_DECODE_ANY, NULL) : NULL;
+	return v ? ng_json_parse_str(v, JSON_DECODE_ANY, NULL) : NULL;
 }
 
 /*
