@@ -20,7 +20,8 @@ struct buf {
 	size_t len, cap;
 };
 
-static void add(struct buf *b, const char *s, size_t n)
+/* Room for n more bytes and the terminating NUL. */
+static void reserve(struct buf *b, size_t n)
 {
 	if (b->len + n + 1 > b->cap) {
 		b->cap = (b->len + n + 1) * 2 + 256;
@@ -28,6 +29,11 @@ static void add(struct buf *b, const char *s, size_t n)
 		if (!b->p)
 			abort(); /* as everywhere in nudge: no memory, no way on */
 	}
+}
+
+static void add(struct buf *b, const char *s, size_t n)
+{
+	reserve(b, n);
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
 	b->p[b->len] = '\0';
@@ -243,37 +249,72 @@ static const char *address_problem(const char *addr)
  */
 static void put_qp(struct buf *b, const char *s)
 {
+	/* Written straight into the buffer, reserved once: per byte at most "=XX", plus a soft
+	 * break ("=\r\n") per 73 encoded bytes (a message body is most of what this plugin does).
+	 */
+	size_t len = strlen(s);
+	reserve(b, len * 4 + 16);
+	char *o = b->p + b->len;
 	size_t col = 0;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		/* The common case, a run of printable ASCII other than '=': copied as it is, up to
+		 * the soft break. */
+		if (*p >= 33 && *p <= 126 && *p != '=' &&
+		    !(*p == 'F' && col == 0 && strncmp((const char *)p, "From ", 5) == 0)) {
+			if (col >= 75) {
+				*o++ = '=';
+				*o++ = '\r';
+				*o++ = '\n';
+				col = 0;
+				if (*p == 'F' && strncmp((const char *)p, "From ", 5) == 0) {
+					p--; /* a line of its own now: the general case encodes it
+					      */
+					continue;
+				}
+			}
+			const unsigned char *r = p;
+			size_t room = 75 - col;
+			while (room && *r >= 33 && *r <= 126 && *r != '=') {
+				r++;
+				room--;
+			}
+			memcpy(o, p, (size_t)(r - p));
+			o += r - p;
+			col += (size_t)(r - p);
+			p = r - 1;
+			continue;
+		}
 		if (*p == '\r' && p[1] == '\n')
 			continue;
 		if (*p == '\n') {
-			adds(b, "\r\n");
+			*o++ = '\r';
+			*o++ = '\n';
 			col = 0;
 			continue;
 		}
 		int at_eol = !p[1] || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
-		char enc[3];
-		size_t n = 1;
 		int literal =
 		    ((*p == ' ' || *p == '\t') && !at_eol) || (*p >= 33 && *p <= 126 && *p != '=');
 		if (col == 0 && *p == 'F' && strncmp((const char *)p, "From ", 5) == 0)
 			literal = 0;
-		if (literal) {
-			enc[0] = (char)*p;
-		} else {
-			enc[0] = '=';
-			enc[1] = hexdigits[*p >> 4];
-			enc[2] = hexdigits[*p & 15];
-			n = 3;
-		}
+		size_t n = literal ? 1 : 3;
 		if (col + n > 75) {
-			adds(b, "=\r\n");
+			*o++ = '=';
+			*o++ = '\r';
+			*o++ = '\n';
 			col = 0;
 		}
-		add(b, enc, n);
+		if (literal) {
+			*o++ = (char)*p;
+		} else {
+			*o++ = '=';
+			*o++ = hexdigits[*p >> 4];
+			*o++ = hexdigits[*p & 15];
+		}
 		col += n;
 	}
+	b->len = (size_t)(o - b->p);
+	b->p[b->len] = '\0';
 }
 
 /* The message key as the left side of a Message-ID: letters, digits, '-' and '_' as they are,

@@ -17,6 +17,7 @@
  */
 #include "smtp.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -94,32 +95,48 @@ static void note(char *dst, size_t len, const char *fmt, ...)
  * so when it reports the connection we find it: every TCP socket of this process whose peer is the
  * relay's port gets TCP_NODELAY (harmless for the other sessions' sockets to the same relay).
  */
+static void nodelay_if_relay(int fd, int port)
+{
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof peer;
+	if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0)
+		return;
+	int p = peer.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&peer)->sin_port)
+	        : peer.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&peer)->sin6_port)
+	                                     : -1;
+	int type = 0;
+	socklen_t tl = sizeof type;
+	if (p != port || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
+	    type != SOCK_STREAM)
+		return;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 static void nodelay_relay_sockets(const char *server)
 {
 	const char *colon = strrchr(server, ':');
 	int port = colon ? atoi(colon + 1) : 0;
 	if (port <= 0)
 		return;
+	/* Only the descriptors that are open (/proc/self/fd): asking all 4,096 possible ones cost a
+	 * system call each on every new session. */
+	DIR *dir = opendir("/proc/self/fd");
+	if (dir) {
+		struct dirent *de;
+		while ((de = readdir(dir))) {
+			int fd = atoi(de->d_name);
+			if (fd >= 3 && fd != dirfd(dir))
+				nodelay_if_relay(fd, port);
+		}
+		closedir(dir);
+		return;
+	}
 	long max = sysconf(_SC_OPEN_MAX);
 	if (max <= 0 || max > 4096)
 		max = 4096;
-	for (int fd = 3; fd < max; fd++) {
-		struct sockaddr_storage peer;
-		socklen_t len = sizeof peer;
-		if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0)
-			continue;
-		int p = peer.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&peer)->sin_port)
-		        : peer.ss_family == AF_INET6
-		            ? ntohs(((struct sockaddr_in6 *)&peer)->sin6_port)
-		            : -1;
-		int type = 0;
-		socklen_t tl = sizeof type;
-		if (p != port || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
-		    type != SOCK_STREAM)
-			continue;
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	}
+	for (int fd = 3; fd < max; fd++)
+		nodelay_if_relay(fd, port);
 }
 
 static void on_event(smtp_session_t session, int event, void *arg, ...)
