@@ -36,7 +36,11 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 now() { date +%s.%N; }
-q() { psql -Atq "$db" -c "$1"; }
+# PostgreSQL's own psql: Debian's psql is a Perl wrapper whose start-up, every 0.2 s while a part
+# waits, would take CPU from the daemon being measured.
+pgpsql=$(ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n 1)
+[ -n "$pgpsql" ] || pgpsql=psql
+q() { "$pgpsql" -Atq "$db" -c "$1"; }
 run() {
 	echo "\$ $*"
 	"$@"
