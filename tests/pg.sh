@@ -3,7 +3,8 @@
 #
 #   tests/pg.sh start DIR   initdb (first time) and start a cluster in DIR on a random free loopback
 #                           port; prints the conninfo on stdout (also saved in DIR/conninfo)
-#   tests/pg.sh restart DIR restart it in place (same port)
+#   tests/pg.sh restart DIR [SECONDS]
+#                           restart it in place (same port); with SECONDS, it stays down that long
 #   tests/pg.sh stop DIR    stop it (fast shutdown)
 #
 # PostgreSQL refuses to run as root, so as root the cluster belongs to the 'postgres' user (created by
@@ -70,7 +71,18 @@ start)
 	;;
 restart)
 	# Same port and settings as start; used by tests that survive a server restart.
-	as_owner "$pgbin/pg_ctl" -D "$dir/data" -m fast -w restart >/dev/null 2>&1
+	if [ -z "${3:-}" ]; then
+		as_owner "$pgbin/pg_ctl" -D "$dir/data" -m fast -w restart >/dev/null 2>&1
+	else
+		# Down for a while, so that clients surely meet the outage (a plain restart can be over
+		# between two of their requests).
+		as_owner "$pgbin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
+		sleep "$3"
+		port=$(cat "$dir/port")
+		as_owner "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+			-o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c fsync=off -c max_connections=200" \
+			start >/dev/null 2>&1
+	fi
 	;;
 stop)
 	[ -f "$dir/data/postmaster.pid" ] || exit 0

@@ -1102,10 +1102,11 @@ static void test_postgres_restart_under_load(void)
 		pthread_create(&th[i], NULL, load, &ls[i]);
 	}
 	usleep(300000);
-	/* pg_ctl restart -m fast: the connections break, requests in flight and those arriving
-	 * before the pool reconnects must get 503. */
+	/* A fast shutdown, half a second down, a start: the connections break, requests in flight
+	 * and those arriving before the pool reconnects must get 503. */
 	char cmd[1024];
-	snprintf(cmd, sizeof cmd, "'%s/tests/pg.sh' restart '%s' >/dev/null 2>&1", top(), pgdir);
+	snprintf(cmd, sizeof cmd, "'%s/tests/pg.sh' restart '%s' 0.5 >/dev/null 2>&1", top(),
+	         pgdir);
 	ASSERT_EQ_INT(system(cmd), 0);
 	/* Until the daemon commits again. */
 	struct resp r;
