@@ -158,6 +158,10 @@ static int send_direct(const struct ng_conf *conf, const char *conninfo, const c
 			rc = 0;
 		}
 		PQclear(r);
+		/* The batch does not notify (sql/0012): wake the running schedulers as the daemon's
+		 * intake does after its commits. */
+		if (rc == 0)
+			PQclear(PQexec(pg, "SELECT pg_notify('nudge_workflows', 'inbox')"));
 	}
 	PQfinish(pg);
 	free(text);

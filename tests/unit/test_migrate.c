@@ -95,6 +95,7 @@ static void test_migrate_twice_changes_nothing(void)
 
 struct run {
 	const char *ci;
+	const char *dir; /* sql_dir(), taken before the threads start: its buffer is shared */
 	int rc, applied;
 	volatile int done;
 	char err[1024];
@@ -103,7 +104,7 @@ struct run {
 static void *run_thread(void *arg)
 {
 	struct run *r = arg;
-	r->rc = ng_migrate_run(r->ci, sql_dir(), &r->applied, r->err, sizeof r->err);
+	r->rc = ng_migrate_run(r->ci, r->dir, &r->applied, r->err, sizeof r->err);
 	r->done = 1;
 	return NULL;
 }
@@ -119,7 +120,10 @@ static void test_concurrent_runs_serialise(void)
 	ASSERT_EQ_INT(PQresultStatus(res), PGRES_TUPLES_OK);
 	PQclear(res);
 
-	struct run a = {.ci = ci}, b = {.ci = ci};
+	/* Both threads calling sql_dir() rewrote its static buffer under each other's opendir: a
+	 * run could read half a path ("cannot open the migrations directory"). */
+	const char *dir = sql_dir();
+	struct run a = {.ci = ci, .dir = dir}, b = {.ci = ci, .dir = dir};
 	pthread_t ta, tb;
 	pthread_create(&ta, NULL, run_thread, &a);
 	pthread_create(&tb, NULL, run_thread, &b);
