@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "config.h"
 #include "intake_map.h"
+#include "intake_commit.h"
 #include "ng.h"
 #include "paths.h"
 
@@ -161,7 +162,7 @@ static int send_direct(const struct ng_conf *conf, const char *conninfo, const c
 		/* The batch does not notify (sql/0012): wake the running schedulers as the daemon's
 		 * intake does after its commits. */
 		if (rc == 0)
-			PQclear(PQexec(pg, "SELECT pg_notify('nudge_workflows', 'inbox')"));
+			PQclear(PQexec(pg, NG_INTAKE_WAKE_SQL));
 	}
 	PQfinish(pg);
 	free(text);

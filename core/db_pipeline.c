@@ -145,8 +145,7 @@ int ng_db_conn_read(struct ng_db_conn *c)
 			ng_db_conn_set_state(c, NG_DBC_READY);
 		ng_db_req_finish(c->db, c, req, 0, NULL);
 		if (c->state != NG_DBC_READY && c->state != NG_DBC_BUSY)
-			return -1; /* the callback's work could not be sent: the connection is lost
-			            */
+			return -1; /* the connection was lost sending the callback's work */
 	}
 	return 0;
 }

@@ -130,8 +130,7 @@ static void notify_send(struct ng_intake_commit *c)
 {
 	c->notify_wanted = 0;
 	c->notifying = 1;
-	if (ng_db_query(c->db, "SELECT pg_notify('nudge_workflows', 'inbox')", 0, NULL, on_notified,
-	                c) != 0)
+	if (ng_db_query(c->db, NG_INTAKE_WAKE_SQL, 0, NULL, on_notified, c) != 0)
 		c->notifying = 0;
 }
 
@@ -196,7 +195,8 @@ static void on_batch(const struct ng_db_result *r, void *arg)
 		if (ok) {
 			json_t *res = json_array();
 			for (size_t i = 0; i < it->nevents; i++, row++) {
-				json_t *one = ng_json_parse_str(PQgetvalue(r->res, (int)row, 0), 0, NULL);
+				json_t *one =
+				    ng_json_parse_str(PQgetvalue(r->res, (int)row, 0), 0, NULL);
 				json_array_append_new(res, one ? one : json_null());
 			}
 			finish(it, 0, res, "");

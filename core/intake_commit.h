@@ -22,6 +22,12 @@
 #include <stddef.h>
 #include <uv.h>
 
+/*
+ * The wake-up of the workflow schedulers after committed intake batches, which do not notify
+ * themselves (sql/0012). Anything else that commits through ng_intake_accept_batch sends it too.
+ */
+#define NG_INTAKE_WAKE_SQL "SELECT pg_notify('nudge_workflows', 'inbox')"
+
 struct ng_db;
 struct ng_intake_commit;
 struct ng_intake_commit_item;

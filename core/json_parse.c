@@ -35,15 +35,9 @@ static void fail(struct parser *ps, enum json_error_code code, const char *fmt, 
 		return;
 	/* jansson decodes every byte it looks at: a byte that is not UTF-8 where something else was
 	 * expected is reported as such. */
-	if ((code == json_error_invalid_syntax || code == json_error_end_of_input_expected) &&
-	    ps->p < ps->end && *ps->p >= 0x80 && !utf8_len(ps->p, ps->end)) {
-		code = json_error_invalid_utf8;
-		fmt = "unable to decode byte 0x%x";
-		unsigned byte = *ps->p;
-		ps->failed = 0;
-		fail(ps, code, fmt, byte);
-		return;
-	}
+	int bad_byte =
+	    (code == json_error_invalid_syntax || code == json_error_end_of_input_expected) &&
+	    ps->p < ps->end && *ps->p >= 0x80 && !utf8_len(ps->p, ps->end);
 	int line = 1, column = 0;
 	for (const unsigned char *q = ps->start; q < ps->p && q < ps->end; q++) {
 		if (*q == '\n') {
@@ -57,13 +51,31 @@ static void fail(struct parser *ps, enum json_error_code code, const char *fmt, 
 	e->column = column;
 	e->position = (int)(ps->p - ps->start);
 	snprintf(e->source, sizeof e->source, "<string>");
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(e->text, sizeof e->text, fmt, ap);
-	va_end(ap);
+	if (bad_byte) {
+		code = json_error_invalid_utf8;
+		snprintf(e->text, sizeof e->text, "unable to decode byte 0x%x", *ps->p);
+	} else {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(e->text, sizeof e->text, fmt, ap);
+		va_end(ap);
+	}
 	/* jansson keeps the code in the last byte of text (json_error_code reads it there). */
 	e->text[JSON_ERROR_TEXT_LENGTH - 1] = (char)code;
 }
+
+/* Fails with "WHAT expected", or a premature end when the input ran out. */
+static void fail_expected(struct parser *ps, const char *what)
+{
+	fail(ps, ps->p >= ps->end ? json_error_premature_end_of_input : json_error_invalid_syntax,
+	     "%s expected", what);
+}
+
+/*
+ * After a member or an element: 1 at a ',' (skipped, with the blanks after it), 0 at the closing
+ * character (skipped), -1 (failed) at anything else.
+ */
+static int after_item(struct parser *ps, char close, const char *expected);
 
 static void reserve(struct parser *ps, size_t n)
 {
@@ -78,6 +90,22 @@ static void skip_ws(struct parser *ps)
 	while (ps->p < ps->end &&
 	       (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
 		ps->p++;
+}
+
+static int after_item(struct parser *ps, char close, const char *expected)
+{
+	skip_ws(ps);
+	if (ps->p < ps->end && *ps->p == ',') {
+		ps->p++;
+		skip_ws(ps);
+		return 1;
+	}
+	if (ps->p < ps->end && *ps->p == close) {
+		ps->p++;
+		return 0;
+	}
+	fail_expected(ps, expected);
+	return -1;
 }
 
 /* The length of the UTF-8 sequence at p (1–4), or 0 when it is not one (RFC 3629: no overlong
@@ -204,10 +232,7 @@ static int parse_string(struct parser *ps, const char **s, size_t *n)
 			continue;
 		}
 		/* An escape: everything so far goes to the buffer, then its character. */
-		if (!escaped) {
-			escaped = 1;
-			out = 0;
-		}
+		escaped = 1;
 		size_t plain = (size_t)(q - run);
 		reserve(ps, out + plain + 8);
 		memcpy(ps->buf + out, run, plain);
@@ -391,67 +416,42 @@ static json_t *parse_object(struct parser *ps)
 		ps->p++;
 		return obj;
 	}
-	for (;;) {
+	int more = 1;
+	while (more == 1) {
 		if (ps->p >= ps->end || *ps->p != '"') {
-			fail(ps,
-			     ps->p >= ps->end ? json_error_premature_end_of_input
-			                      : json_error_invalid_syntax,
-			     "string or '}' expected");
-			goto bad;
+			fail_expected(ps, "string or '}'");
+			break;
 		}
 		const char *k;
 		size_t kn;
 		if (parse_string(ps, &k, &kn) != 0)
-			goto bad;
+			break;
 		/* The key may sit in ps->buf, which the value's strings reuse: keep a copy. */
 		char small[128], *key = kn < sizeof small ? small : ng_xmalloc(kn + 1);
 		memcpy(key, k, kn);
 		key[kn] = '\0';
-		/* Before the ':', as jansson checks it. */
+		json_t *v = NULL;
+		/* The duplicate before the ':', as jansson checks it. */
 		if ((ps->flags & JSON_REJECT_DUPLICATES) && json_object_getn(obj, key, kn)) {
 			fail(ps, json_error_duplicate_key, "duplicate object key");
-			if (key != small)
-				free(key);
-			goto bad;
+		} else {
+			skip_ws(ps);
+			if (ps->p < ps->end && *ps->p == ':') {
+				ps->p++;
+				skip_ws(ps);
+				v = parse_value(ps);
+			} else {
+				fail_expected(ps, "':'");
+			}
 		}
-		skip_ws(ps);
-		if (ps->p >= ps->end || *ps->p != ':') {
-			fail(ps,
-			     ps->p >= ps->end ? json_error_premature_end_of_input
-			                      : json_error_invalid_syntax,
-			     "':' expected");
-			if (key != small)
-				free(key);
-			goto bad;
-		}
-		ps->p++;
-		skip_ws(ps);
-		json_t *v = parse_value(ps);
-		if (!v) {
-			if (key != small)
-				free(key);
-			goto bad;
-		}
-		json_object_setn_new_nocheck(obj, key, kn, v);
+		if (v)
+			json_object_setn_new_nocheck(obj, key, kn, v);
 		if (key != small)
 			free(key);
-		skip_ws(ps);
-		if (ps->p < ps->end && *ps->p == ',') {
-			ps->p++;
-			skip_ws(ps);
-			continue;
-		}
-		if (ps->p < ps->end && *ps->p == '}') {
-			ps->p++;
-			return obj;
-		}
-		fail(ps,
-		     ps->p >= ps->end ? json_error_premature_end_of_input
-		                      : json_error_invalid_syntax,
-		     "'}' expected");
-		goto bad;
+		more = v ? after_item(ps, '}', "'}'") : -1;
 	}
-bad:
+	if (more == 0)
+		return obj;
 	json_decref(obj);
 	return NULL;
 }
@@ -465,28 +465,16 @@ static json_t *parse_array(struct parser *ps)
 		ps->p++;
 		return arr;
 	}
-	for (;;) {
+	int more = 1;
+	while (more == 1) {
 		json_t *v = parse_value(ps);
 		if (!v)
-			goto bad;
+			break;
 		json_array_append_new(arr, v);
-		skip_ws(ps);
-		if (ps->p < ps->end && *ps->p == ',') {
-			ps->p++;
-			skip_ws(ps);
-			continue;
-		}
-		if (ps->p < ps->end && *ps->p == ']') {
-			ps->p++;
-			return arr;
-		}
-		fail(ps,
-		     ps->p >= ps->end ? json_error_premature_end_of_input
-		                      : json_error_invalid_syntax,
-		     "']' expected");
-		goto bad;
+		more = after_item(ps, ']', "']'");
 	}
-bad:
+	if (more == 0)
+		return arr;
 	json_decref(arr);
 	return NULL;
 }
@@ -539,10 +527,6 @@ static json_t *parse_value(struct parser *ps)
 	default:
 		if (*ps->p == '-' || (*ps->p >= '0' && *ps->p <= '9'))
 			return parse_number(ps);
-		if (*ps->p >= 0x80 && !utf8_len(ps->p, ps->end)) {
-			fail(ps, json_error_invalid_utf8, "unable to decode byte 0x%x", *ps->p);
-			return NULL;
-		}
 		fail(ps, json_error_invalid_syntax, "invalid token");
 		return NULL;
 	}
@@ -564,13 +548,7 @@ json_t *ng_json_parse(const char *text, size_t len, size_t flags, json_error_t *
 	}
 	skip_ws(&ps);
 	if (!(flags & JSON_DECODE_ANY) && (ps.p >= ps.end || (*ps.p != '[' && *ps.p != '{'))) {
-		if (ps.p < ps.end && *ps.p >= 0x80 && !utf8_len(ps.p, ps.end))
-			fail(&ps, json_error_invalid_utf8, "unable to decode byte 0x%x", *ps.p);
-		else
-			fail(&ps,
-			     ps.p >= ps.end ? json_error_premature_end_of_input
-			                    : json_error_invalid_syntax,
-			     "'[' or '{' expected");
+		fail_expected(&ps, "'[' or '{'"); /* a byte that is not UTF-8 is named as such */
 		free(ps.buf);
 		return NULL;
 	}

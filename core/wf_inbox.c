@@ -34,10 +34,11 @@ struct inbox_batch {
 	size_t chunk;       /* how many events it holds */
 	size_t alone_until; /* events before this index go one per transaction */
 	struct wf_stmts st;
-	/* per statement: 'x' exits, 'w' wait_for feed, 's' start, '-' other; and its event */
-	char *tags;
-	size_t *tag_event;
-	size_t ntags, tags_cap;
+	struct tag {
+		char what;    /* 'x' exits, 'w' wait_for feed, 's' start, '-' other */
+		size_t event; /* the event it is for */
+	} * tags;             /* one per statement of st */
+	int tags_cap;
 };
 
 static void handle_next(struct inbox_batch *b);
@@ -46,37 +47,35 @@ static void add(struct inbox_batch *b, char tag, const char *sql, int n, const c
                 const char *p2, const char *p3, const char *p4, const char *p5, const char *p6,
                 const char *p7, const char *p8)
 {
-	if (b->ntags == b->tags_cap) {
-		b->tags_cap = b->tags_cap ? b->tags_cap * 2 : 64;
-		b->tags = ng_xrealloc(b->tags, b->tags_cap);
-		b->tag_event = ng_xrealloc(b->tag_event, b->tags_cap * sizeof *b->tag_event);
-	}
-	b->tags[b->ntags] = tag;
-	b->tag_event[b->ntags] = b->next + b->chunk;
-	b->ntags++;
 	wf_stmts_add(&b->st, sql, n, p1, p2, p3, p4, p5, p6, p7, p8);
+	if (b->tags_cap < b->st.cap) { /* one tag per statement, grown with them */
+		b->tags_cap = b->st.cap;
+		b->tags = ng_xrealloc(b->tags, (size_t)b->tags_cap * sizeof *b->tags);
+	}
+	b->tags[b->st.n - 1] = (struct tag){tag, b->next + b->chunk};
 }
 
 static void trace_results(struct inbox_batch *b, const struct ng_db_result *r)
 {
 	struct ng_wf_engine *e = b->e;
-	for (int i = 0; i < r->nresults && (size_t)i < b->ntags; i++) {
+	for (int i = 0; i < r->nresults && i < b->st.n; i++) {
 		PGresult *res = r->results[i];
-		if (!res || b->tags[i] == '-')
+		char what = b->tags[i].what;
+		if (!res || what == '-')
 			continue;
-		json_t *ev = json_array_get(b->events, b->tag_event[i]);
+		json_t *ev = json_array_get(b->events, b->tags[i].event);
 		int64_t cid = (int64_t)json_integer_value(json_object_get(ev, "customer_id"));
 		const char *type = json_string_value(json_object_get(ev, "type"));
 		for (int row = 0; row < PQntuples(res); row++) {
-			const char *what = b->tags[i] == 'x'   ? "exited"
-			                   : b->tags[i] == 'w' ? "event"
-			                                       : "started";
-			if (b->tags[i] == 'x')
+			if (what == 'x')
 				e->stats.exited++;
-			if (b->tags[i] == 's')
+			if (what == 's')
 				e->stats.started++;
-			wf_trace(e, cid, wf_col_i64(res, row, 0), wf_col(res, row, 1), what, "%s",
-			         type);
+			wf_trace(e, cid, wf_col_i64(res, row, 0), wf_col(res, row, 1),
+			         what == 'x'   ? "exited"
+			         : what == 'w' ? "event"
+			                       : "started",
+			         "%s", type);
 		}
 	}
 }
@@ -99,7 +98,6 @@ static void on_events_done(const struct ng_db_result *r, void *arg)
 		b->next++;
 	}
 	wf_stmts_free(&b->st);
-	b->ntags = 0;
 	b->chunk = 0;
 	handle_next(b);
 }
@@ -210,7 +208,6 @@ static void handle_next(struct inbox_batch *b)
 		int n = (int)total;
 		json_decref(b->events);
 		free(b->tags);
-		free(b->tag_event);
 		free(b);
 		done(e, n);
 		return;

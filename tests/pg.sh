@@ -28,6 +28,13 @@ as_owner() {
 	fi
 }
 
+# start_on PORT: the cluster in DIR, listening on 127.0.0.1:PORT (its socket in DIR).
+start_on() {
+	as_owner "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+		-o "-p $1 -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c fsync=off -c max_connections=200" \
+		start >/dev/null 2>&1
+}
+
 case "$cmd" in
 start)
 	mkdir -p "$dir"
@@ -51,9 +58,7 @@ start)
 	tries=0
 	while :; do
 		port=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 ))
-		if as_owner "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-			-o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c fsync=off -c max_connections=200" \
-			start >/dev/null 2>&1; then
+		if start_on "$port"; then
 			break
 		fi
 		tries=$((tries + 1))
@@ -78,10 +83,7 @@ restart)
 		# between two of their requests).
 		as_owner "$pgbin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
 		sleep "$3"
-		port=$(cat "$dir/port")
-		as_owner "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-			-o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$dir -c fsync=off -c max_connections=200" \
-			start >/dev/null 2>&1
+		start_on "$(cat "$dir/port")"
 	fi
 	;;
 stop)

@@ -262,15 +262,14 @@ static void put_qp(struct buf *b, const char *s)
 		if (*p >= 33 && *p <= 126 && *p != '=' &&
 		    !(*p == 'F' && col == 0 && strncmp((const char *)p, "From ", 5) == 0)) {
 			if (col >= 75) {
+				/* A soft break, then this byte again at the start of the line
+				 * (where "From " is encoded). */
 				*o++ = '=';
 				*o++ = '\r';
 				*o++ = '\n';
 				col = 0;
-				if (*p == 'F' && strncmp((const char *)p, "From ", 5) == 0) {
-					p--; /* a line of its own now: the general case encodes it
-					      */
-					continue;
-				}
+				p--;
+				continue;
 			}
 			const unsigned char *r = p;
 			size_t room = 75 - col;
