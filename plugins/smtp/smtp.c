@@ -109,6 +109,7 @@ static void finish_shutdown(struct smtp_inst *inst)
 	void (*done)(void *) = inst->shutdown_done;
 	void *arg = inst->shutdown_arg;
 	SSL_CTX_free(inst->tls);
+	pthread_mutex_destroy(&inst->connect_lock);
 	free(inst);
 	auth_release();
 	done(arg);
@@ -311,6 +312,7 @@ static int smtp_init(const struct nudge_host *host, struct nudge_instance *self,
 	inst->self = self;
 	inst->set = set;
 	inst->tls = ctx;
+	pthread_mutex_init(&inst->connect_lock, NULL);
 	auth_acquire();
 	if (set.username && set.starttls == SMTP_TLS_OFF)
 		host->log(self, NUDGE_LOG_WARN,

@@ -4,6 +4,7 @@
  *
  *   smtp.c          the descriptor, init/shutdown, the queue and batching on the loop thread
  *   smtp_session.c  one libESMTP session on a sender thread, and reading its per-recipient results
+ *   smtp_socket.c   the relay socket libESMTP hides: TCP_NODELAY, and TCP_CORK around each body
  *   smtp_message.c  the RFC 5322 / MIME text of a message (headers, encoded-words,
  * quoted-printable)
  */
@@ -16,6 +17,7 @@
 
 #include <auth-client.h>
 #include <libesmtp.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +61,8 @@ struct smtp_item {
 	/* libESMTP's handles, valid during the session only. */
 	smtp_message_t m;
 	smtp_recipient_t r;
+	struct smtp_batch *batch;
+	int fed; /* the body was handed to libESMTP since its last rewind */
 	struct smtp_item *next;
 };
 
@@ -70,6 +74,8 @@ struct smtp_batch {
 	/* Filled on the sender thread. */
 	int auth_failed;   /* the relay refused our credentials */
 	int connected;     /* the session reached the relay */
+	int fd;            /* its socket, if smtp_socket_connected could tell; else -1 */
+	int connecting;    /* this thread holds inst->connect_lock */
 	char problem[300]; /* why the session as a whole failed, if it did */
 	struct smtp_batch *next;
 };
@@ -79,6 +85,9 @@ struct smtp_inst {
 	struct nudge_instance *self;
 	struct smtp_settings set;
 	SSL_CTX *tls; /* ONE context for every session of the instance (see smtp_session.c) */
+	/* Held by a sender thread from the start of its session until libESMTP has connected, so
+	 * that session's socket is the only new one (smtp_socket.c). */
+	pthread_mutex_t connect_lock;
 	struct smtp_item *queue_head, *queue_tail;
 	size_t queued;
 	int running; /* batches on sender threads */
@@ -102,5 +111,14 @@ int smtp_message_build(struct smtp_inst *inst, struct smtp_item *item, int64_t n
 SSL_CTX *smtp_tls_context(const char *ca_file, int tls13, char *err, size_t errlen);
 /* Sends every item of the batch over one connection and classifies each result. Sender thread. */
 void smtp_session_run(struct smtp_batch *b);
+
+/* smtp_socket.c, on sender threads. connecting() before smtp_start_session; connected() when
+ * libESMTP reports the connection (TCP_NODELAY on every socket to the relay's port, b->fd the
+ * session's own socket or -1 when it cannot be told apart); done() after the session is
+ * destroyed. cork() does nothing for -1. */
+void smtp_socket_connecting(struct smtp_batch *b);
+void smtp_socket_connected(struct smtp_batch *b);
+void smtp_socket_done(struct smtp_batch *b);
+void smtp_socket_cork(int fd, int on);
 
 #endif

@@ -17,7 +17,6 @@
  */
 #include "smtp.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -88,57 +87,6 @@ static void note(char *dst, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-/*
- * libESMTP writes a message in 2 KiB pieces and never sets TCP_NODELAY, so with Nagle's algorithm
- * the last small piece (the end of DATA) waits for the ACK of the ones before it, which the relay
- * delays by up to 40 ms: one message per 40 ms per connection. libESMTP does not expose its socket,
- * so when it reports the connection we find it: every TCP socket of this process whose peer is the
- * relay's port gets TCP_NODELAY (harmless for the other sessions' sockets to the same relay).
- */
-static void nodelay_if_relay(int fd, int port)
-{
-	struct sockaddr_storage peer;
-	socklen_t len = sizeof peer;
-	if (getpeername(fd, (struct sockaddr *)&peer, &len) != 0)
-		return;
-	int p = peer.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&peer)->sin_port)
-	        : peer.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&peer)->sin6_port)
-	                                     : -1;
-	int type = 0;
-	socklen_t tl = sizeof type;
-	if (p != port || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
-	    type != SOCK_STREAM)
-		return;
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-static void nodelay_relay_sockets(const char *server)
-{
-	const char *colon = strrchr(server, ':');
-	int port = colon ? atoi(colon + 1) : 0;
-	if (port <= 0)
-		return;
-	/* Only the descriptors that are open (/proc/self/fd): asking all 4,096 possible ones cost a
-	 * system call each on every new session. */
-	DIR *dir = opendir("/proc/self/fd");
-	if (dir) {
-		struct dirent *de;
-		while ((de = readdir(dir))) {
-			int fd = atoi(de->d_name);
-			if (fd >= 3 && fd != dirfd(dir))
-				nodelay_if_relay(fd, port);
-		}
-		closedir(dir);
-		return;
-	}
-	long max = sysconf(_SC_OPEN_MAX);
-	if (max <= 0 || max > 4096)
-		max = 4096;
-	for (int fd = 3; fd < max; fd++)
-		nodelay_if_relay(fd, port);
-}
-
 static void on_event(smtp_session_t session, int event, void *arg, ...)
 {
 	(void)session;
@@ -149,7 +97,7 @@ static void on_event(smtp_session_t session, int event, void *arg, ...)
 	switch (event) {
 	case SMTP_EV_CONNECT:
 		log->b->connected = 1;
-		nodelay_relay_sockets(set->server);
+		smtp_socket_connected(log->b);
 		break;
 	case SMTP_EV_STARTTLS_OK:
 		log->tls_ok = 1;
@@ -258,6 +206,31 @@ static void on_monitor(const char *buf, int len, int writing, void *arg)
 		}
 		p = eol ? eol + 1 : end;
 	}
+}
+
+/*
+ * The message body for libESMTP, in one piece, with the session's socket corked while libESMTP
+ * copies it out (smtp_socket.c says why). libESMTP rewinds (len NULL) at the start of DATA and
+ * reads until a zero length; the cork comes off at that point, so the final dot and everything
+ * after it goes out at once.
+ */
+static const char *message_body(void **ctx, int *len, void *arg)
+{
+	(void)ctx;
+	struct smtp_item *it = arg;
+	if (!len) {
+		it->fed = 0;
+		smtp_socket_cork(it->batch->fd, 1);
+		return NULL;
+	}
+	if (!it->fed) {
+		it->fed = 1;
+		*len = (int)strlen(it->text);
+		return it->text;
+	}
+	*len = 0;
+	smtp_socket_cork(it->batch->fd, 0);
+	return it->text;
 }
 
 static int interact(auth_client_request_t request, char **result, int fields, void *arg)
@@ -443,10 +416,12 @@ void smtp_session_run(struct smtp_batch *b)
 	for (struct smtp_item *it = b->items; it; it = it->next) {
 		it->m = smtp_add_message(s);
 		smtp_set_reverse_path(it->m, it->envelope_from);
-		smtp_set_message_str(it->m, it->text);
+		it->batch = b;
+		smtp_set_messagecb(it->m, message_body, it);
 		it->r = smtp_add_recipient(it->m, it->msg->recipient);
 	}
 
+	smtp_socket_connecting(b);
 	if (!smtp_start_session(s)) {
 		char e[160];
 		smtp_strerror(smtp_errno(), e, sizeof e);
@@ -457,6 +432,7 @@ void smtp_session_run(struct smtp_batch *b)
 	if (!b->problem[0] && log.tls_problem[0])
 		snprintf(b->problem, sizeof b->problem, "%s", log.tls_problem);
 	smtp_destroy_session(s);
+	smtp_socket_done(b);
 	if (auth)
 		auth_destroy_context(auth);
 	drain_sigpipe();

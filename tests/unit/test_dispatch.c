@@ -5,7 +5,8 @@
  * after DATA → timeout → retried; a reset before the final 250 → retried with the same Message-ID;
  * a wrong password → a retry with the reason, never "sent"; the policy (consent, suppression,
  * address) skips with a reason and transactional mail needs no marketing consent; every state
- * change is in message_events; two dispatchers on one database never send a message twice; the
+ * change is in message_events, also for statements of many rows, and goes with a deleted
+ * customer; two dispatchers on one database never send a message twice; the
  * token bucket holds a lane to its rate.
  */
 #include "clock.h"
@@ -367,6 +368,46 @@ static void test_250_is_sent_with_history(void)
 	schema_close();
 }
 
+/* The history triggers (sql/0014) write one row per changed message in statements of many rows,
+ * nothing for an update that changes neither status nor attempt, and a deleted customer's
+ * messages take their history and attempts with them (the cascade the foreign keys gave). */
+static void test_history_per_statement_and_delete_cascade(void)
+{
+	schema_open();
+	long long a = customer("a@example.org", 1), b = customer("b@example.org", 1);
+	long long m1 = message(a, "marketing", "one"), m2 = message(a, "marketing", "two");
+	long long m3 = message(b, "marketing", "three");
+	ASSERT_EQ_INT(q1("SELECT count(*) FROM message_events WHERE status = 'queued'"
+	                 " AND previous IS NULL AND detail = 'api test_message'"),
+	              3);
+	PQclear(q("UPDATE messages SET status = 'sending', attempt = 1, lease_owner = 'me'"));
+	PQclear(q("UPDATE messages SET updated_at = now()")); /* no state change: no row */
+	PQclear(q("UPDATE messages SET status = 'sent', provider_id = 'p-' || id WHERE id <> 0"));
+	char *h = qs("SELECT string_agg(status || ':' || coalesce(previous, '') || ':' ||"
+	             " coalesce(detail, ''), ',' ORDER BY id) FROM message_events"
+	             " WHERE message_id = %lld",
+	             m2);
+	char want[200];
+	snprintf(want, sizeof want,
+	         "queued::api test_message,sending:queued:me,sent:sending:p-%lld", m2);
+	ASSERT_EQ_STR(h, want);
+	free(h);
+	ASSERT_EQ_INT(q1("SELECT count(*) FROM message_events"), 9);
+	PQclear(q("INSERT INTO message_attempts (customer_id, message_id, attempt, started_at)"
+	          " SELECT customer_id, id, 1, now() FROM messages"));
+	PQclear(q("BEGIN"));
+	char sql[200];
+	snprintf(sql, sizeof sql, "DELETE FROM customers WHERE id = %lld", a);
+	PQclear(q(sql));
+	PQclear(q("COMMIT"));
+	ASSERT_EQ_INT(
+	    q1("SELECT count(*) FROM message_events WHERE message_id IN (%lld, %lld)", m1, m2), 0);
+	ASSERT_EQ_INT(q1("SELECT count(*) FROM message_attempts WHERE customer_id = %lld", a), 0);
+	ASSERT_EQ_INT(q1("SELECT count(*) FROM message_events WHERE message_id = %lld", m3), 3);
+	ASSERT_EQ_INT(q1("SELECT count(*) FROM message_attempts WHERE message_id = %lld", m3), 1);
+	schema_close();
+}
+
 static void test_temporary_replies_are_retried_then_sent(void)
 {
 	schema_open();
@@ -703,6 +744,7 @@ static void test_rate_limit_holds_a_lane_to_its_rate(void)
 }
 
 NG_TESTS(NG_TEST(test_250_is_sent_with_history),
+         NG_TEST(test_history_per_statement_and_delete_cascade),
          NG_TEST(test_temporary_replies_are_retried_then_sent),
          NG_TEST(test_permanent_replies_fail_and_suppress),
          NG_TEST(test_silence_after_data_times_out_and_is_retried),
