@@ -79,7 +79,7 @@ for build in "$@"; do
 	done
 
 	if [ "$label" = build ] && [ "${NG_VALGRIND:-1}" != 0 ] && command -v valgrind >/dev/null; then
-		for name in ${NG_VALGRIND_SUITES-test_config test_clock test_senders test_db test_httpc test_httpd test_plugins test_smtp test_privacy test_policy test_twilio test_liquid test_liquid_spec test_msgtmpl test_messenger test_dispatch test_unsubscribe test_double_opt_in test_complaint test_json_parse}; do
+		for name in ${NG_VALGRIND_SUITES-test_config test_clock test_senders test_db test_httpc test_httpd test_plugins test_smtp test_privacy test_policy test_twilio test_liquid test_liquid_spec test_msgtmpl test_messenger test_dispatch test_unsubscribe test_double_opt_in test_complaint test_json_parse test_smtp_socket}; do
 			t="$build/tests/$name"
 			[ -x "$t" ] || continue
 			NG_TEST_TIMEOUT=600 run_suite "valgrind" valgrind -q --error-exitcode=99 \

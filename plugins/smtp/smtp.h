@@ -50,7 +50,8 @@ struct smtp_item {
 	const struct nudge_message *msg;
 	nudge_send_done_fn *done;
 	void *done_arg;
-	char *text;          /* the complete message, CRLF line ends */
+	char *text; /* the complete message, CRLF line ends */
+	size_t text_len;
 	char *envelope_from; /* MAIL FROM */
 	/* The outcome, set by the build (a message that cannot be built) or by the session. */
 	int status; /* NUDGE_SEND_*; 0 until known */

@@ -493,6 +493,7 @@ int smtp_message_build(struct smtp_inst *inst, struct smtp_item *it, int64_t now
 		         m->text ? m->text : m->html);
 	}
 	it->text = b.p;
+	it->text_len = b.len;
 	it->envelope_from = strdup(set->bounce ? set->bounce : from);
 	if (!it->envelope_from)
 		abort();

@@ -225,7 +225,7 @@ static const char *message_body(void **ctx, int *len, void *arg)
 	}
 	if (!it->fed) {
 		it->fed = 1;
-		*len = (int)strlen(it->text);
+		*len = (int)it->text_len;
 		return it->text;
 	}
 	*len = 0;
