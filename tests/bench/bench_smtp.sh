@@ -103,6 +103,11 @@ while :; do
 	sleep 0.5
 done
 t1=$("$pgpsql" "$conninfo" -qAt -c "SELECT (extract(epoch FROM max(sent_at)) * 1000)::bigint FROM messages")
+first=$("$pgpsql" "$conninfo" -qAt -c "SELECT (extract(epoch FROM min(sent_at)) * 1000)::bigint FROM messages")
+if [ "$first" -lt "$t0" ]; then
+	echo "bench smtp: a message was sent before the clock started; the figure would be wrong" >&2
+	exit 1
+fi
 nudge_ms=$((t1 - t0))
 ok=$(psql "$conninfo" -qAt -c "SELECT count(*) FROM messages WHERE status = 'sent'")
 echo "nudge:    .build/nudge serve (dispatcher + smtp plugin, concurrency 2048, $CONNS connections);" \
