@@ -52,8 +52,8 @@ end
 
 function done(summary, latency, requests)
   local secs = summary.duration / 1e6
-  local bad = summary.errors.status +  -- status >= 400 summary.errors.connect + summary.errors.read +
-              summary.errors.write + summary.errors.timeout
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read +
+              summary.errors.write + summary.errors.timeout  -- status: answers >= 400
   io.write(string.format("RESULT rate=%.0f p50_ms=%.2f p99_ms=%.2f requests=%d errors=%d\n",
     summary.requests / secs, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
     summary.requests, bad))
