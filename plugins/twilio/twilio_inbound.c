@@ -31,7 +31,25 @@ struct tw_call {
 	struct tw_seen *slot; /* the dedupe slot this call claimed, released on failure */
 	int slot_rank_before;
 	char slot_sid_before[40];
+	struct tw_sms_event *event; /* an inbound message's event, reported after its keyword */
 };
+
+/* The sms.received event of an inbound message, kept while its keyword's consent report runs. */
+struct tw_sms_event {
+	char *address;
+	char *sid;
+	char *props_json;
+};
+
+static void sms_event_free(struct tw_sms_event *e)
+{
+	if (!e)
+		return;
+	free(e->address);
+	free(e->sid);
+	free(e->props_json);
+	free(e);
+}
 
 static void respond(struct tw_inst *inst, nudge_inbound_done_fn *done, void *done_arg, int status,
                     const char *type, const char *body)
@@ -63,6 +81,7 @@ static void call_step(struct tw_call *c)
 		        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>");
 	else
 		respond(inst, c->done, c->done_arg, 200, "text/plain", "ok\n");
+	sms_event_free(c->event);
 	free(c);
 	inst->pending_inbound--;
 	tw_maybe_finish(inst);
@@ -253,6 +272,49 @@ static void status_callback(struct tw_call *c, const struct tw_param *p, size_t 
 
 /* ---- inbound messages ----------------------------------------------------------------------- */
 
+static char *dup_or_null(const char *s)
+{
+	if (!s)
+		return NULL;
+	char *d = strdup(s);
+	if (!d)
+		abort();
+	return d;
+}
+
+/* Reports call c's sms.received event (and lets it go). */
+static void report_sms_event(struct tw_call *c)
+{
+	struct tw_sms_event *e = c->event;
+	c->event = NULL;
+	if (!e)
+		return;
+	struct nudge_event_report ev = {
+	    .struct_size = sizeof ev,
+	    .name = "sms.received",
+	    .channel = "sms",
+	    .address = e->address,
+	    .dedupe_key = e->sid,
+	    .properties_json = e->props_json,
+	};
+	before_report(c);
+	started(c, c->inst->host->report_event(c->inst->self, &ev, on_reported, c), "event");
+	sms_event_free(e);
+}
+
+/* The keyword's consent is recorded (or not): now the message's event. One after the other, so
+ * that a keyword from a number nudge does not know always records nothing: reported at once,
+ * the event (which creates a customer for the number) could commit first and the STOP land on
+ * that new customer, or not, by timing. */
+static void on_keyword_reported(void *arg, int status)
+{
+	struct tw_call *c = arg;
+	c->waiting++; /* the event is started before the consent's count goes */
+	call_report_done(c, status);
+	report_sms_event(c);
+	call_step(c);
+}
+
 static void inbound_sms(struct tw_call *c, const struct tw_param *p, size_t n)
 {
 	struct tw_inst *inst = c->inst;
@@ -276,20 +338,8 @@ static void inbound_sms(struct tw_call *c, const struct tw_param *p, size_t n)
 		kw = tw_keyword(opt, norm, sizeof norm);
 	}
 	inst->host->metric_add(inst->self, "inbound_messages", 1);
-	if (kw == TW_KW_STOP || kw == TW_KW_START) {
-		c->waiting++; /* tw_report_consent counts the report itself */
-		int rc = tw_report_consent(inst, address, kw == TW_KW_START, norm,
-		                           kw == TW_KW_START ? "inbound START keyword"
-		                                             : "inbound STOP keyword",
-		                           sid, call_report_done, c);
-		if (rc) {
-			c->waiting--;
-			if (rc != -ENOSYS)
-				c->failed = 1;
-		}
-	} else if (kw == TW_KW_HELP) {
+	if (kw == TW_KW_HELP)
 		inst->host->metric_add(inst->self, "help_requests", 1);
-	}
 
 	json_t *props = json_pack("{s:s, s:s?, s:s, s:s?}", "from", address, "to",
 	                          tw_param(p, n, "To"), "body", body, "message_sid", sid);
@@ -298,19 +348,29 @@ static void inbound_sms(struct tw_call *c, const struct tw_param *p, size_t n)
 	const char *segs = tw_param(p, n, "NumSegments");
 	if (props && segs)
 		json_object_set_new(props, "num_segments", json_integer(atoi(segs)));
-	char *text = props ? json_dumps(props, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	struct tw_sms_event *e = calloc(1, sizeof *e);
+	if (!e)
+		abort();
+	e->address = dup_or_null(address);
+	e->sid = dup_or_null(sid);
+	e->props_json = props ? json_dumps(props, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(props);
-	struct nudge_event_report ev = {
-	    .struct_size = sizeof ev,
-	    .name = "sms.received",
-	    .channel = "sms",
-	    .address = address,
-	    .dedupe_key = sid,
-	    .properties_json = text,
-	};
-	before_report(c);
-	started(c, inst->host->report_event(inst->self, &ev, on_reported, c), "event");
-	free(text);
+	c->event = e;
+
+	if (kw == TW_KW_STOP || kw == TW_KW_START) {
+		c->waiting++; /* tw_report_consent counts the report itself */
+		int rc = tw_report_consent(inst, address, kw == TW_KW_START, norm,
+		                           kw == TW_KW_START ? "inbound START keyword"
+		                                             : "inbound STOP keyword",
+		                           sid, on_keyword_reported, c);
+		if (rc) {
+			c->waiting--;
+			if (rc != -ENOSYS)
+				c->failed = 1;
+			report_sms_event(c);
+		}
+	} else
+		report_sms_event(c);
 	call_step(c);
 }
 
