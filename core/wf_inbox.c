@@ -2,7 +2,7 @@
  * wf_inbox.c — triggers through the durable inbox. The intake commits an event and, by the trigger
  * in sql/0002, its workflow_inbox row in the same transaction. Here a scheduler claims inbox rows
  * (FOR UPDATE SKIP LOCKED, with a lease) and handles each event in one transaction of its own,
- * fenced by ng_wf_inbox_done (only the lease holder may consume it):
+ * fenced by ng_wf_inbox_done_many (only the lease holder may consume it):
  *   1. exits: live instances of workflows that list this event type in `exits` end at once
  *      (status 'exited'), even mid-wait; a step in flight for one is then rejected by its fence;
  *   2. wait_for: instances of this customer waiting for this type whose match is a subset of the
@@ -176,8 +176,6 @@ static void add_event(struct inbox_batch *b, json_t *ev)
 	snprintf(eid, sizeof eid, "%lld", (long long)json_integer_value(json_object_get(ev, "id")));
 	const char *type = json_string_value(json_object_get(ev, "type"));
 	ng_wf_ts(wf_now(e), now, sizeof now);
-	add(b, '-', "SELECT ng_wf_inbox_done($1, $2, $3)", 3, cid, eid, e->owner, NULL, NULL, NULL,
-	    NULL, NULL);
 	add_exits(b, cid, eid, type, now);
 	/* The event's data and its JSON come from its row, not from here: dumping them for every
 	 * event cost more than the statement when nobody waits (the common case). */
@@ -199,6 +197,25 @@ static void add_event(struct inbox_batch *b, json_t *ev)
 	add_starts(b, ev, cid, eid, type, now);
 }
 
+/* The transaction's first statement: it consumes the inbox rows of its n events, fenced by the
+ * lease (sql/0015: one statement for the chunk; a row no longer held fails it all). */
+static void add_inbox_done(struct inbox_batch *b, size_t n)
+{
+	size_t cap = 2 + n * 21, len = 0;
+	char *ids = ng_xmalloc(cap + 1);
+	ids[len++] = '{';
+	for (size_t i = 0; i < n; i++) {
+		json_t *ev = json_array_get(b->events, b->next + i);
+		len += (size_t)snprintf(ids + len, cap + 1 - len, "%s%lld", i ? "," : "",
+		                        (long long)json_integer_value(json_object_get(ev, "id")));
+	}
+	ids[len++] = '}';
+	ids[len] = '\0';
+	add(b, '-', "SELECT ng_wf_inbox_done_many($1::bigint[], $2)", 2, ids, b->e->owner, NULL,
+	    NULL, NULL, NULL, NULL, NULL);
+	free(ids);
+}
+
 static void handle_next(struct inbox_batch *b)
 {
 	struct ng_wf_engine *e = b->e;
@@ -213,7 +230,10 @@ static void handle_next(struct inbox_batch *b)
 		return;
 	}
 	size_t want = b->next < b->alone_until ? 1 : INBOX_CHUNK;
-	while (b->chunk < want && b->next + b->chunk < total) {
+	if (want > total - b->next)
+		want = total - b->next;
+	add_inbox_done(b, want);
+	while (b->chunk < want) {
 		add_event(b, json_array_get(b->events, b->next + b->chunk));
 		b->chunk++;
 	}

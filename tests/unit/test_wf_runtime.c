@@ -312,6 +312,42 @@ static void test_inbox_events_share_a_transaction_and_fail_alone(void)
 	rm_dir(dir);
 }
 
+/* A chunk's inbox rows go in one statement, fenced: all of them held by the caller, or none. */
+static void test_inbox_done_fences_the_whole_chunk(void)
+{
+	const char *src = "return { name = 'w', trigger = {event = 'signup'},\n"
+	                  "  run = function(ctx) end }\n";
+	const char *names[] = {"w.lua"};
+	char *dir = write_dir(names, &src, 1);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr);
+	customer(h, "{\"email\": \"fence@example.com\"}");
+	/* Rows some other scheduler holds for an hour: this one's claims skip them. */
+	exec_ok(h, "ALTER TABLE events DISABLE TRIGGER events_queue_for_workflows");
+	exec_ok(h, "INSERT INTO events (customer_id, source, dedupe_key, type, occurred_at)"
+	           " SELECT c.id, 'test', 'fence-' || g, 'signup', now() FROM customers c,"
+	           " generate_series(1, 3) g");
+	exec_ok(h, "INSERT INTO workflow_inbox (customer_id, event_id, lease_owner, lease_until)"
+	           " SELECT customer_id, id, CASE WHEN dedupe_key = 'fence-3' THEN 'me' ELSE"
+	           " 'other' END, now() + interval '1 hour' FROM events");
+	PGconn *pg = ng_wf_harness_pg(h);
+	const char *mixed = "SELECT ng_wf_inbox_done_many(array_agg(id), 'me') FROM events";
+	PGresult *r = PQexec(pg, mixed);
+	ASSERT_EQ_INT(PQresultStatus(r), PGRES_FATAL_ERROR);
+	ASSERT_EQ_STR(PQresultErrorField(r, PG_DIAG_SQLSTATE), "NGWF2");
+	ASSERT(strstr(PQresultErrorMessage(r), "2 of 3 inbox events are no longer held by me"));
+	PQclear(r);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM workflow_inbox"), 3);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM (SELECT ng_wf_inbox_done_many(array_agg(id),"
+	                    " 'other') FROM events WHERE dedupe_key <> 'fence-3') x"),
+	              1);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM workflow_inbox WHERE lease_owner = 'me'"), 1);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM workflow_inbox"), 1);
+	exec_ok(h, "ALTER TABLE events ENABLE TRIGGER events_queue_for_workflows");
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
 /* wait_for returns the event when it matches, and times out with nil otherwise. */
 static void test_wait_for_event_and_timeout(void)
 {
@@ -596,5 +632,5 @@ NG_TESTS(NG_TEST(test_replay_returns_recorded_results), NG_TEST(test_wait_until_
          NG_TEST(test_nondeterminism_contained), NG_TEST(test_sweep_once_per_period),
          NG_TEST(test_divergence_parks), NG_TEST(test_exit_mid_wait),
          NG_TEST(test_inbox_events_share_a_transaction_and_fail_alone),
-         NG_TEST(test_wait_for_event_and_timeout), NG_TEST(test_versions),
-         NG_TEST(test_bad_scripts_contained), NG_TEST(test_load_errors), )
+         NG_TEST(test_inbox_done_fences_the_whole_chunk), NG_TEST(test_wait_for_event_and_timeout),
+         NG_TEST(test_versions), NG_TEST(test_bad_scripts_contained), NG_TEST(test_load_errors), )
