@@ -348,6 +348,41 @@ static void test_inbox_done_fences_the_whole_chunk(void)
 	rm_dir(dir);
 }
 
+/* An event's inbox row goes with it (sql/0016: a statement trigger, no foreign key): deleted
+ * alone, or with its customer. */
+static void test_inbox_row_goes_with_its_event(void)
+{
+	const char *src = "return { name = 'w', trigger = {event = 'signup'},\n"
+	                  "  run = function(ctx) end }\n";
+	const char *names[] = {"w.lua"};
+	char *dir = write_dir(names, &src, 1);
+	struct traces tr = {0};
+	struct ng_wf_harness *h = open_h(dir, &tr);
+	int64_t a = customer(h, "{\"email\": \"gone-a@example.com\"}");
+	int64_t b = customer(h, "{\"email\": \"gone-b@example.com\"}");
+	exec_ok(h, "INSERT INTO events (customer_id, source, dedupe_key, type, occurred_at)"
+	           " SELECT c.id, 'test', 'gone-' || c.id || '-' || g, 'signup', now()"
+	           " FROM customers c, generate_series(1, 2) g");
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM workflow_inbox"), 4);
+	char *sql =
+	    ng_xasprintf("DELETE FROM events WHERE dedupe_key = 'gone-%lld-1'", (long long)a);
+	exec_ok(h, sql);
+	free(sql);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM workflow_inbox"), 3);
+	sql = ng_xasprintf("DELETE FROM customers WHERE id = %lld", (long long)b);
+	exec_ok(h, sql);
+	free(sql);
+	ASSERT_EQ_INT(q1(h, "SELECT count(*) FROM workflow_inbox"), 1);
+	char *q = ng_xasprintf("SELECT count(*) FROM workflow_inbox i JOIN events e"
+	                       " ON e.customer_id = i.customer_id AND e.id = i.event_id"
+	                       " WHERE e.dedupe_key = 'gone-%lld-2'",
+	                       (long long)a);
+	ASSERT_EQ_INT(q1(h, q), 1);
+	free(q);
+	ng_wf_harness_close(h);
+	rm_dir(dir);
+}
+
 /* wait_for returns the event when it matches, and times out with nil otherwise. */
 static void test_wait_for_event_and_timeout(void)
 {
@@ -632,5 +667,6 @@ NG_TESTS(NG_TEST(test_replay_returns_recorded_results), NG_TEST(test_wait_until_
          NG_TEST(test_nondeterminism_contained), NG_TEST(test_sweep_once_per_period),
          NG_TEST(test_divergence_parks), NG_TEST(test_exit_mid_wait),
          NG_TEST(test_inbox_events_share_a_transaction_and_fail_alone),
-         NG_TEST(test_inbox_done_fences_the_whole_chunk), NG_TEST(test_wait_for_event_and_timeout),
+         NG_TEST(test_inbox_done_fences_the_whole_chunk),
+         NG_TEST(test_inbox_row_goes_with_its_event), NG_TEST(test_wait_for_event_and_timeout),
          NG_TEST(test_versions), NG_TEST(test_bad_scripts_contained), NG_TEST(test_load_errors), )
