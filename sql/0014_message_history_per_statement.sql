@@ -28,10 +28,13 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Hash joins on: the dispatcher's functions turn them off for their own plans, and a nested loop
--- over two transition tables of 512 rows each would compare every pair.
+-- A hash join, always: the dispatcher's functions turn hash joins off for their own plans, and a
+-- nested loop over two transition tables of 512 rows each compares every pair. Turning them on is
+-- not enough: PL/pgSQL keeps the plan made at the first call, and when that call changed one row
+-- (a single result recorded) the plan is a nested loop for good; at 350 rows a claim then spent
+-- 7.6 ms in this insert alone (0.7 ms with the hash join).
 CREATE FUNCTION ng_messages_updated() RETURNS trigger LANGUAGE plpgsql
-SET enable_hashjoin = on AS $$
+SET enable_hashjoin = on SET enable_nestloop = off AS $$
 BEGIN
     INSERT INTO message_events (customer_id, message_id, attempt, status, previous, detail)
     SELECT n.customer_id, n.id, n.attempt, n.status, o.status,
