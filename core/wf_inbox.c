@@ -201,16 +201,12 @@ static void add_event(struct inbox_batch *b, json_t *ev)
  * lease (sql/0015: one statement for the chunk; a row no longer held fails it all). */
 static void add_inbox_done(struct inbox_batch *b, size_t n)
 {
-	size_t cap = 2 + n * 21, len = 0;
-	char *ids = ng_xmalloc(cap + 1);
-	ids[len++] = '{';
-	for (size_t i = 0; i < n; i++) {
-		json_t *ev = json_array_get(b->events, b->next + i);
-		len += (size_t)snprintf(ids + len, cap + 1 - len, "%s%lld", i ? "," : "",
-		                        (long long)json_integer_value(json_object_get(ev, "id")));
-	}
-	ids[len++] = '}';
-	ids[len] = '\0';
+	int64_t *v = ng_xmalloc(n * sizeof *v);
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_integer_value(
+		    json_object_get(json_array_get(b->events, b->next + i), "id"));
+	char *ids = wf_bigint_array(v, n);
+	free(v);
 	add(b, '-', "SELECT ng_wf_inbox_done_many($1::bigint[], $2)", 2, ids, b->e->owner, NULL,
 	    NULL, NULL, NULL, NULL, NULL);
 	free(ids);

@@ -47,6 +47,8 @@ struct wf_stmts {
 };
 void wf_stmts_add(struct wf_stmts *s, const char *sql, int nparams, ...);
 void wf_stmts_free(struct wf_stmts *s);
+/* A PostgreSQL array literal of n ids, "{1,2,3}", for a $n::bigint[] parameter (malloc'd). */
+char *wf_bigint_array(const int64_t *ids, size_t n);
 
 struct wf_inst;
 

@@ -212,6 +212,19 @@ void wf_stmts_add(struct wf_stmts *s, const char *sql, int nparams, ...)
 	s->n++;
 }
 
+char *wf_bigint_array(const int64_t *ids, size_t n)
+{
+	size_t cap = n * 21 + 3, len = 0;
+	char *arr = ng_xmalloc(cap);
+	arr[len++] = '{';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(arr + len, cap - len, "%s%lld", i ? "," : "",
+		                        (long long)ids[i]);
+	arr[len++] = '}';
+	arr[len] = '\0';
+	return arr;
+}
+
 void wf_stmts_free(struct wf_stmts *s)
 {
 	for (int i = 0; i < s->n; i++) {

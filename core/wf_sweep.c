@@ -161,14 +161,11 @@ static void on_segment_ids(const struct ng_db_result *r, void *arg)
 		sweep_next(s);
 		return;
 	}
-	size_t cap = (size_t)n * 21 + 3, len = 0;
-	char *arr = ng_xmalloc(cap);
-	arr[len++] = '{';
+	int64_t *ids = ng_xmalloc((size_t)n * sizeof *ids);
 	for (int i = 0; i < n; i++)
-		len += (size_t)snprintf(arr + len, cap - len, "%s%s", i ? "," : "",
-		                        PQgetvalue(res, i, 0));
-	arr[len++] = '}';
-	arr[len] = '\0';
+		ids[i] = wf_col_i64(res, i, 0);
+	char *arr = wf_bigint_array(ids, (size_t)n);
+	free(ids);
 	int full = n == SEGMENT_BATCH;
 	s->last_id = wf_col_i64(res, n - 1, 0);
 	char now[40], ver[16], cutoff[40];

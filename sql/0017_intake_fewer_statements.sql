@@ -118,7 +118,6 @@ DECLARE
     eid      bigint;
     refused  text[];
     n        integer;
-    i        integer;
     out      jsonb;
 BEGIN
     keys := '{}';

@@ -309,10 +309,8 @@ static void report_sms_event(struct tw_call *c)
 static void on_keyword_reported(void *arg, int status)
 {
 	struct tw_call *c = arg;
-	c->waiting++; /* the event is started before the consent's count goes */
+	report_sms_event(c); /* counted before the consent's count goes, so c stays */
 	call_report_done(c, status);
-	report_sms_event(c);
-	call_step(c);
 }
 
 static void inbound_sms(struct tw_call *c, const struct tw_param *p, size_t n)
@@ -357,6 +355,7 @@ static void inbound_sms(struct tw_call *c, const struct tw_param *p, size_t n)
 	json_decref(props);
 	c->event = e;
 
+	int after_keyword = 0; /* the event waits for the keyword's consent (on_keyword_reported) */
 	if (kw == TW_KW_STOP || kw == TW_KW_START) {
 		c->waiting++; /* tw_report_consent counts the report itself */
 		int rc = tw_report_consent(inst, address, kw == TW_KW_START, norm,
@@ -367,9 +366,10 @@ static void inbound_sms(struct tw_call *c, const struct tw_param *p, size_t n)
 			c->waiting--;
 			if (rc != -ENOSYS)
 				c->failed = 1;
-			report_sms_event(c);
-		}
-	} else
+		} else
+			after_keyword = 1;
+	}
+	if (!after_keyword)
 		report_sms_event(c);
 	call_step(c);
 }

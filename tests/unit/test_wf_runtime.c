@@ -312,15 +312,22 @@ static void test_inbox_events_share_a_transaction_and_fail_alone(void)
 	rm_dir(dir);
 }
 
-/* A chunk's inbox rows go in one statement, fenced: all of them held by the caller, or none. */
-static void test_inbox_done_fences_the_whole_chunk(void)
+/* A harness with one workflow that starts on "signup" and does nothing, for inbox tests. */
+static struct ng_wf_harness *open_signup_h(char **dir, struct traces *tr)
 {
 	const char *src = "return { name = 'w', trigger = {event = 'signup'},\n"
 	                  "  run = function(ctx) end }\n";
 	const char *names[] = {"w.lua"};
-	char *dir = write_dir(names, &src, 1);
+	*dir = write_dir(names, &src, 1);
+	return open_h(*dir, tr);
+}
+
+/* A chunk's inbox rows go in one statement, fenced: all of them held by the caller, or none. */
+static void test_inbox_done_fences_the_whole_chunk(void)
+{
+	char *dir;
 	struct traces tr = {0};
-	struct ng_wf_harness *h = open_h(dir, &tr);
+	struct ng_wf_harness *h = open_signup_h(&dir, &tr);
 	customer(h, "{\"email\": \"fence@example.com\"}");
 	/* Rows some other scheduler holds for an hour: this one's claims skip them. */
 	exec_ok(h, "ALTER TABLE events DISABLE TRIGGER events_queue_for_workflows");
@@ -352,12 +359,9 @@ static void test_inbox_done_fences_the_whole_chunk(void)
  * alone, or with its customer. */
 static void test_inbox_row_goes_with_its_event(void)
 {
-	const char *src = "return { name = 'w', trigger = {event = 'signup'},\n"
-	                  "  run = function(ctx) end }\n";
-	const char *names[] = {"w.lua"};
-	char *dir = write_dir(names, &src, 1);
+	char *dir;
 	struct traces tr = {0};
-	struct ng_wf_harness *h = open_h(dir, &tr);
+	struct ng_wf_harness *h = open_signup_h(&dir, &tr);
 	int64_t a = customer(h, "{\"email\": \"gone-a@example.com\"}");
 	int64_t b = customer(h, "{\"email\": \"gone-b@example.com\"}");
 	exec_ok(h, "INSERT INTO events (customer_id, source, dedupe_key, type, occurred_at)"
