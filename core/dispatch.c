@@ -444,7 +444,7 @@ static void maybe_closed(struct ng_dispatch *d)
 {
 	if (!d->closing || d->closing > 1)
 		return;
-	if (d->nresults && d->writes_out < 4 && !d->write_paused)
+	if (d->nresults && d->writes_out < DISPATCH_WRITES_OUT && !d->write_paused)
 		dispatch_results_flush(d);
 	if (d->pass_running || d->busy || d->ninflight || d->nresults || d->writes_out ||
 	    d->reconciling)

@@ -185,6 +185,19 @@ static void result_free(struct dispatch_result *r)
 	free(r->channel);
 }
 
+/* A message row the write returned. */
+struct row_key {
+	int64_t mid, cid;
+};
+
+static int row_key_cmp(const void *a, const void *b)
+{
+	const struct row_key *x = a, *y = b;
+	if (x->mid != y->mid)
+		return x->mid < y->mid ? -1 : 1;
+	return x->cid < y->cid ? -1 : x->cid > y->cid;
+}
+
 static void on_written(const struct ng_db_result *res, void *arg)
 {
 	struct write *w = arg;
@@ -215,14 +228,18 @@ static void on_written(const struct ng_db_result *res, void *arg)
 		         "recording %zu result(s) failed during shutdown (%s): their messages are "
 		         "retried once their lease runs out",
 		         w->n, res->message);
-	/* The rows that passed the fence; the others were stale. */
+	/* The rows that passed the fence, sorted to be looked up; the others were stale. */
 	size_t ok = res->status == 0 ? (size_t)PQntuples(res->res) : 0;
+	struct row_key *passed = ng_xmalloc((ok ? ok : 1) * sizeof *passed);
+	for (size_t j = 0; j < ok; j++) {
+		passed[j].mid = strtoll(PQgetvalue(res->res, (int)j, 0), NULL, 10);
+		passed[j].cid = strtoll(PQgetvalue(res->res, (int)j, 1), NULL, 10);
+	}
+	qsort(passed, ok, sizeof *passed, row_key_cmp);
 	for (size_t i = 0; i < w->n; i++) {
 		struct dispatch_result *r = &w->v[i];
-		int found = 0;
-		for (size_t j = 0; j < ok && !found; j++)
-			found = strtoll(PQgetvalue(res->res, (int)j, 0), NULL, 10) == r->mid &&
-			        strtoll(PQgetvalue(res->res, (int)j, 1), NULL, 10) == r->cid;
+		const struct row_key want = {r->mid, r->cid};
+		int found = ok && bsearch(&want, passed, ok, sizeof *passed, row_key_cmp) != NULL;
 		if (res->status == 0 && !found) {
 			d->stats.stale++;
 			ng_warn(
@@ -247,6 +264,7 @@ static void on_written(const struct ng_db_result *res, void *arg)
 		dispatch_limiter_release(&r->lane->lim);
 		result_free(r);
 	}
+	free(passed);
 	free(w->v);
 	free(w);
 	dispatch_settle(d);
@@ -265,7 +283,7 @@ void dispatch_on_write_retry(uv_timer_t *t)
 
 void dispatch_results_flush(struct ng_dispatch *d)
 {
-	while (d->nresults > 0 && d->writes_out < 4 && !d->write_paused) {
+	while (d->nresults > 0 && d->writes_out < DISPATCH_WRITES_OUT && !d->write_paused) {
 		size_t n = d->nresults < WRITE_BATCH ? d->nresults : WRITE_BATCH;
 		struct write *w = ng_xcalloc(1, sizeof *w);
 		w->d = d;
