@@ -7,10 +7,9 @@
 --    executor of its own (about 6 µs a message). Declared STABLE, which it is (it depends on the
 --    database's encoding), it is inlined into the queries that call it. No index or generated
 --    column uses it, so nothing depends on its being IMMUTABLE.
---  - ng_policy_verdict read policy_settings once per message. The claim now reads the row once
---    and hands it over; the ten-argument form reads it and calls the new one, for every other
---    caller.
---  - The customer's row drops its private columns with one `- text[]` instead of four `-`.
+--  - ng_policy_verdict read policy_settings once per message. The claim (redefined in 0019) reads
+--    the row once per batch and hands it over; the ten-argument form reads it and calls the new
+--    one, for every other caller.
 ALTER FUNCTION ng_address_hash(text) STABLE;
 
 -- The verdict of 0011 with the settings as an argument; otherwise as it was.
@@ -89,58 +88,4 @@ RETURNS text LANGUAGE sql STABLE AS $$
     SELECT ng_policy_verdict(p_customer, p_message, p_channel, p_purpose, p_address, p_quiet,
                              p_on_cap, p_timezone, p_rank, p_now,
                              (SELECT settings FROM policy_settings WHERE singleton))
-$$;
-
--- The claim of 0007 reading policy_settings once for the whole batch (an uncorrelated sub-select,
--- evaluated once per statement; by its key, since sequential scans are off here). With 0013's
--- settings, and jit off: the scans this function turns off carry a huge cost in the planner's
--- eyes, which would otherwise make every claim compile itself (over 100 ms, seen with the
--- settings read through a disabled sequential scan).
-CREATE OR REPLACE FUNCTION ng_dispatch_claim(p_owner text, p_now timestamptz, p_until timestamptz,
-                                  p_limit integer, p_instance text, p_channel text,
-                                  p_default boolean)
-RETURNS TABLE (customer_id bigint, id bigint, attempt integer, channel text, template text,
-               purpose text, data jsonb, address text, verdict text, customer jsonb)
-LANGUAGE sql SET enable_hashjoin = off SET enable_mergejoin = off SET enable_seqscan = off
-SET enable_bitmapscan = off SET jit = off AS $$
-WITH c0 AS ((SELECT m.customer_id, m.id FROM messages m
-              WHERE m.status IN ('queued', 'retry', 'deferred') AND m.next_attempt_at <= p_now
-                AND (m.plugin_instance = p_instance
-                     OR (m.plugin_instance IS NULL AND m.channel = p_channel AND p_default))
-              ORDER BY m.next_attempt_at LIMIT p_limit * 4)
-            UNION ALL
-            (SELECT m.customer_id, m.id FROM messages m
-              WHERE m.status = 'sending' AND m.lease_until < p_now
-                AND (m.plugin_instance = p_instance
-                     OR (m.plugin_instance IS NULL AND m.channel = p_channel AND p_default))
-              LIMIT p_limit)),
-c AS (SELECT x.* FROM c0 CROSS JOIN LATERAL (
-        SELECT m.customer_id, m.id FROM messages m
-         WHERE m.customer_id = c0.customer_id AND m.id = c0.id
-           AND ((m.status IN ('queued', 'retry', 'deferred') AND m.next_attempt_at <= p_now)
-                OR (m.status = 'sending' AND m.lease_until < p_now))
-           FOR UPDATE SKIP LOCKED) x
-      LIMIT p_limit),
-u AS (UPDATE messages m SET status = 'sending', attempt = m.attempt + 1, lease_owner = p_owner,
-             lease_until = p_until, updated_at = p_now
-        FROM c WHERE m.customer_id = c.customer_id AND m.id = c.id
-      RETURNING m.customer_id, m.id, m.attempt, m.channel, m.template, m.purpose, m.data,
-                m.priority, m.quiet_hours, m.on_cap),
-o AS (UPDATE message_attempts t SET finished_at = p_now, outcome = 'ambiguous',
-             error = 'the dispatcher holding it stopped before recording a result'
-        FROM u WHERE t.customer_id = u.customer_id AND t.message_id = u.id
-         AND t.attempt = u.attempt - 1 AND t.finished_at IS NULL),
-a AS (INSERT INTO message_attempts (customer_id, message_id, attempt, started_at)
-      SELECT u.customer_id, u.id, u.attempt, p_now FROM u),
-r AS (SELECT u.*, row_number() OVER (PARTITION BY u.customer_id, u.purpose
-                                     ORDER BY u.priority DESC, u.id) AS rank
-        FROM u)
-SELECT r.customer_id, r.id, r.attempt, r.channel, r.template, r.purpose, r.data, x.addr,
-       ng_policy_verdict(r.customer_id, r.id, r.channel, r.purpose, x.addr, r.quiet_hours,
-                         r.on_cap, k.timezone, r.rank, p_now,
-                         (SELECT settings FROM policy_settings WHERE singleton)),
-       to_jsonb(k) - ARRAY['erased_at', 'created_at', 'updated_at', 'birthday']
-  FROM r JOIN customers k ON k.id = r.customer_id
- CROSS JOIN LATERAL (SELECT CASE r.channel WHEN 'email' THEN k.email WHEN 'sms' THEN k.phone
-                            ELSE k.messenger_psid END AS addr) x
 $$;
