@@ -76,6 +76,7 @@ struct smtp_batch {
 	int auth_failed;   /* the relay refused our credentials */
 	int connected;     /* the session reached the relay */
 	int fd;            /* its socket, if smtp_socket_connected could tell; else -1 */
+	unsigned long ino; /* that socket's inode: its claim, told apart from a reused number */
 	int connecting;    /* this thread holds inst->connect_lock */
 	char problem[300]; /* why the session as a whole failed, if it did */
 	struct smtp_batch *next;

@@ -16,6 +16,15 @@
  * reports the connection: then the session's socket is the one relay socket no other live
  * session has claimed. Should two be unclaimed (another instance racing to the same port), the
  * session goes uncorked (-1): corking only saves work, it never changes what is sent.
+ *
+ * A claim is a descriptor and its socket's inode. A finished session's claim is released after
+ * libESMTP closed the socket, so for a moment it names a number the kernel may already have given
+ * to the next session's socket; by number alone that socket looked claimed and the session took
+ * another one, whose later close left it corking a dead or reused descriptor. libESMTP takes the
+ * errno of a failed call made from the message callback as a failed transfer and drops the
+ * connection mid-DATA ("the session ended before the relay acknowledged the message", seen once
+ * in a bench run of 100,000). With the inode a reused number is a new socket; and cork() keeps
+ * errno as it found it, since whatever it touches, libESMTP must not see it fail.
  */
 #include "smtp.h"
 
@@ -24,20 +33,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-/* The descriptors live sessions have claimed, shared by every sender thread. */
+/* The sockets live sessions have claimed, shared by every sender thread. */
+struct claim {
+	int fd;
+	unsigned long ino;
+};
 static pthread_mutex_t claims_lock = PTHREAD_MUTEX_INITIALIZER;
-static int *claims;
+static struct claim *claims;
 static size_t nclaims, claims_cap;
 
-static int claimed(int fd)
+static unsigned long inode_of(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 ? (unsigned long)st.st_ino : 0;
+}
+
+static int claimed(int fd, unsigned long ino)
 {
 	for (size_t i = 0; i < nclaims; i++)
-		if (claims[i] == fd)
+		if (claims[i].fd == fd && claims[i].ino == ino)
 			return 1;
 	return 0;
 }
@@ -75,6 +96,7 @@ void smtp_socket_connected(struct smtp_batch *b)
 	const char *colon = strrchr(server, ':');
 	int port = colon ? atoi(colon + 1) : 0;
 	int found = -1, candidates = 0;
+	unsigned long found_ino = 0;
 	pthread_mutex_lock(&claims_lock);
 	/* Only the descriptors that are open (/proc/self/fd): asking all 4,096 possible ones cost a
 	 * system call each on every new session. */
@@ -83,9 +105,12 @@ void smtp_socket_connected(struct smtp_batch *b)
 		struct dirent *de;
 		while ((de = readdir(dir))) {
 			int fd = atoi(de->d_name);
-			if (fd >= 3 && fd != dirfd(dir) && nodelay_if_relay(fd, port) &&
-			    !claimed(fd)) {
+			if (fd < 3 || fd == dirfd(dir) || !nodelay_if_relay(fd, port))
+				continue;
+			unsigned long ino = inode_of(fd);
+			if (!claimed(fd, ino)) {
 				found = fd;
+				found_ino = ino;
 				candidates++;
 			}
 		}
@@ -100,7 +125,7 @@ void smtp_socket_connected(struct smtp_batch *b)
 	if (candidates == 1) {
 		if (nclaims == claims_cap) {
 			size_t cap = claims_cap ? claims_cap * 2 : 16;
-			int *grown = realloc(claims, cap * sizeof *claims);
+			struct claim *grown = realloc(claims, cap * sizeof *claims);
 			if (!grown)
 				found = -1;
 			else {
@@ -109,12 +134,13 @@ void smtp_socket_connected(struct smtp_batch *b)
 			}
 		}
 		if (found >= 0)
-			claims[nclaims++] = found;
+			claims[nclaims++] = (struct claim){found, found_ino};
 	} else {
 		found = -1;
 	}
 	pthread_mutex_unlock(&claims_lock);
 	b->fd = found;
+	b->ino = found >= 0 ? found_ino : 0;
 	if (b->connecting) {
 		b->connecting = 0;
 		pthread_mutex_unlock(&b->inst->connect_lock);
@@ -135,7 +161,7 @@ void smtp_socket_done(struct smtp_batch *b)
 		return;
 	pthread_mutex_lock(&claims_lock);
 	for (size_t i = 0; i < nclaims; i++)
-		if (claims[i] == fd) {
+		if (claims[i].fd == fd && claims[i].ino == b->ino) {
 			claims[i] = claims[--nclaims];
 			break;
 		}
@@ -144,6 +170,8 @@ void smtp_socket_done(struct smtp_batch *b)
 
 void smtp_socket_cork(int fd, int on)
 {
+	int saved = errno;
 	if (fd >= 0)
 		setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+	errno = saved;
 }

@@ -2,14 +2,16 @@
  * test_smtp_socket.c — how the SMTP plugin finds the socket libESMTP hides (plugins/smtp/
  * smtp_socket.c, compiled in here): a session that connects under its instance's connect lock
  * gets its own socket, never another live session's; two unclaimed sockets to the relay are
- * refused (-1, uncorked) rather than guessed at; a finished session's claim goes; every relay
- * socket gets TCP_NODELAY; cork() sets and clears TCP_CORK.
+ * refused (-1, uncorked) rather than guessed at; a finished session's claim goes, and a claim
+ * left on a number the kernel gave to a new socket does not hide it; every relay socket gets
+ * TCP_NODELAY; cork() sets and clears TCP_CORK and never changes errno.
  */
 #include "../../plugins/smtp/smtp_socket.c"
 
 #include "testlib.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 
 static int listener(int *port)
@@ -103,4 +105,73 @@ static void test_each_session_finds_its_own_socket(void)
 	pthread_mutex_destroy(&inst.connect_lock);
 }
 
-NG_TESTS(NG_TEST(test_each_session_finds_its_own_socket), )
+/*
+ * A finished session's claim goes only after libESMTP closed its socket, so the next session's
+ * socket can carry the same number while the stale claim is still there. It must still be found
+ * as that session's own (by its inode), never mistaken for claimed while another unclaimed relay
+ * socket is taken instead; and cork() on a dead descriptor leaves errno alone, because libESMTP
+ * reads any errno left by its message callback as a failed transfer.
+ */
+static void test_reused_number_is_a_new_socket(void)
+{
+	int port;
+	int l = listener(&port);
+	struct smtp_inst inst = {0};
+	snprintf(inst.set.server, sizeof inst.set.server, "127.0.0.1:%d", port);
+	pthread_mutex_init(&inst.connect_lock, NULL);
+	struct smtp_batch a = {.inst = &inst}, b = {.inst = &inst}, c = {.inst = &inst};
+
+	smtp_socket_connecting(&a);
+	int sa = dial(port);
+	smtp_socket_connected(&a);
+	ASSERT_EQ_INT(a.fd, sa);
+	/* An unclaimed relay socket: a session that could not tell its own (fd -1). */
+	smtp_socket_connecting(&c);
+	int s1 = dial(port), s2 = dial(port);
+	smtp_socket_connected(&c);
+	ASSERT_EQ_INT(c.fd, -1);
+	close(s2);
+
+	/* a's socket closes; b connects before a's claim is released and gets the same number. */
+	close(sa);
+	smtp_socket_connecting(&b);
+	int sb = dial(port);
+	ASSERT_EQ_INT(sb, sa);
+	smtp_socket_connected(&b);
+	/* Its own socket and s1 are both unclaimed: no guess, and above all not s1. */
+	ASSERT(b.fd != s1);
+	ASSERT_EQ_INT(b.fd, -1);
+	smtp_socket_done(&a); /* releases a's claim only, not a claim on the reused number */
+	close(s1);
+	smtp_socket_done(&c);
+
+	/* Now alone with a stale-looking number: found as its own. */
+	struct smtp_batch d = {.inst = &inst};
+	close(sb);
+	smtp_socket_done(&b);
+	smtp_socket_connecting(&a);
+	int sx = dial(port);
+	smtp_socket_connected(&a); /* claims sx */
+	ASSERT_EQ_INT(a.fd, sx);
+	close(sx); /* a ends: the claim on (sx, its inode) stays until done() */
+	smtp_socket_connecting(&d);
+	int sd = dial(port);
+	ASSERT_EQ_INT(sd, sx);
+	smtp_socket_connected(&d);
+	ASSERT_EQ_INT(d.fd, sd);
+	smtp_socket_done(&a);
+	ASSERT_EQ_INT((int)nclaims, 1); /* d's claim survives a's release of the same number */
+
+	/* cork() on a closed descriptor: the failure stays invisible. */
+	close(sd);
+	errno = 0;
+	smtp_socket_cork(sd, 0);
+	ASSERT_EQ_INT(errno, 0);
+	smtp_socket_done(&d);
+	ASSERT_EQ_INT((int)nclaims, 0);
+	close(l);
+	pthread_mutex_destroy(&inst.connect_lock);
+}
+
+NG_TESTS(NG_TEST(test_each_session_finds_its_own_socket),
+         NG_TEST(test_reused_number_is_a_new_socket), )
