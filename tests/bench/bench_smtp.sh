@@ -50,10 +50,10 @@ psql "$conninfo" -qAt -v ON_ERROR_STOP=1 -c "
 	WITH c AS (INSERT INTO customers (email) SELECT 'b' || g || '@example.org'
 	           FROM generate_series(1, $MESSAGES) g RETURNING id)
 	INSERT INTO messages (customer_id, channel, template, purpose, next_attempt_at, data)
-	SELECT id, 'email', 'bench', 'transactional', now() + interval '1 day',
+	SELECT id, 'email', 'bench', 'transactional', now(),
 	       jsonb_build_object('subject', 'bench ' || id,
 	                          'text', left(repeat(md5(id::text) || E'\n', $SIZE / 66 + 1), $SIZE / 2))
-	FROM c" >/dev/null
+	FROM c" -c "VACUUM ANALYZE customers" -c "VACUUM ANALYZE messages" >/dev/null
 # The message: the stored text as the plain part and again as the HTML part, about SIZE bytes.
 mkdir -p "$work/templates"
 cat >"$work/templates/bench.liquid" <<'EOF'
@@ -66,7 +66,10 @@ layout: none
 {% part html %}<pre>{{ text }}</pre>{% endpart %}
 {% part text %}{{ text }}{% endpart %}
 EOF
-# Queued for tomorrow while the daemon starts; due now once it runs.
+# Due now: the daemon claims them as soon as it starts, and the clock starts with its first
+# claim (below). Queuing them for later and making them due with one UPDATE, as this bench once
+# did, left 100,000 dead row versions behind for the run to trip over: a cost no outbox that
+# workflows fill as they go ever has.
 cat >"$work/nudge.conf.lua" <<EOF
 return {
   database = { conninfo = [[$conninfo]], pool_size = 4 },
@@ -86,28 +89,23 @@ mkdir -p "$work/wf"
 nudgepid=$!
 echo "$nudgepid" >"$work/nudge.pid"
 sleep 1
-# nudge's time is the database's: from the moment the messages fell due to the last result
-# recorded (sent_at), so how often this script looks does not count. It looks twice a second with
-# PostgreSQL's own psql (Debian's psql is a Perl wrapper that costs CPU the daemon then lacks).
+# nudge's time is the database's: from its first claim (the earliest attempt's start) to the
+# last result recorded (sent_at), so neither the daemon's start nor how often this script looks
+# counts. It looks twice a second with PostgreSQL's own psql (Debian's psql is a Perl wrapper that
+# costs CPU the daemon then lacks).
 pgpsql=$(ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n 1)
 [ -n "$pgpsql" ] || pgpsql=psql
-t0=$("$pgpsql" "$conninfo" -qAt -c "WITH u AS (UPDATE messages SET next_attempt_at = now() RETURNING 1)
-	SELECT (extract(epoch FROM now()) * 1000)::bigint FROM u LIMIT 1" -c "NOTIFY nudge_messages")
 # The check reads the two partial indexes of due and leased messages, not the whole table: a count
 # of 100,000 rows of 10 KB every half second took PostgreSQL about 80 ms each time.
 while :; do
-	left=$("$pgpsql" "$conninfo" -qAt -c "SELECT EXISTS (SELECT 1 FROM messages WHERE status = 'queued')
+	left=$("$pgpsql" "$conninfo" -qAt -c "SELECT EXISTS (SELECT 1 FROM messages WHERE status IN ('queued', 'retry'))
 		OR EXISTS (SELECT 1 FROM messages WHERE status = 'sending')")
 	[ "$left" = f ] && break
 	kill -0 "$nudgepid" 2>/dev/null || { cat "$work/nudge.log"; exit 1; }
 	sleep 0.5
 done
+t0=$("$pgpsql" "$conninfo" -qAt -c "SELECT (extract(epoch FROM min(started_at)) * 1000)::bigint FROM message_attempts")
 t1=$("$pgpsql" "$conninfo" -qAt -c "SELECT (extract(epoch FROM max(sent_at)) * 1000)::bigint FROM messages")
-first=$("$pgpsql" "$conninfo" -qAt -c "SELECT (extract(epoch FROM min(sent_at)) * 1000)::bigint FROM messages")
-if [ "$first" -lt "$t0" ]; then
-	echo "bench smtp: a message was sent before the clock started; the figure would be wrong" >&2
-	exit 1
-fi
 nudge_ms=$((t1 - t0))
 ok=$(psql "$conninfo" -qAt -c "SELECT count(*) FROM messages WHERE status = 'sent'")
 echo "nudge:    .build/nudge serve (dispatcher + smtp plugin, concurrency 2048, $CONNS connections);" \
