@@ -270,7 +270,8 @@ static void on_written(const struct ng_db_result *res, void *arg)
 	dispatch_settle(d);
 }
 
-/* ng_dispatch_record in sql/0004: every result of the batch, fenced; returns the rows updated. */
+/* ng_dispatch_record (sql/0004, now sql/0019): every result of the batch, fenced; returns the rows
+ * updated. */
 static const char write_sql[] = "SELECT * FROM ng_dispatch_record($1::jsonb, $2)";
 
 void dispatch_on_write_retry(uv_timer_t *t)

@@ -14,6 +14,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 void dispatch_msg_free(struct dispatch_msg *m)
 {
@@ -108,8 +109,14 @@ void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i, int
 	m->data = render_data(m, col(res, i, 6));
 	m->rendered = ng_xcalloc(1, sizeof *m->rendered);
 	char err[512] = "";
-	int rc = ng_msgtmpl_render(d->opt.templates, m->template_, m->data, m->rendered, err,
-	                           sizeof err);
+	int rc = UV_EINVAL; /* the text in err says why */
+	if (!m->data)
+		snprintf(err, sizeof err,
+		         "the message's data snapshot is not a JSON object jansson "
+		         "reads (a \\u0000 in a string?)");
+	else
+		rc = ng_msgtmpl_render(d->opt.templates, m->template_, m->data, m->rendered, err,
+		                       sizeof err);
 	if (rc) {
 		char *why = ng_xasprintf("render: %s", err[0] ? err : ng_strerror(rc));
 		if (reconcile) /* what was sent cannot be told: it stays ambiguous */

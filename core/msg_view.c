@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 struct ng_msg_view {
 	struct ng_link_routes *links;
@@ -62,7 +63,11 @@ static void on_row(const struct ng_db_result *r, void *arg)
 	json_decref(customer);
 	struct ng_rendered_message out = {0};
 	char err[256] = "";
-	int rc = ng_msgtmpl_render(q->v->templates, tmpl, data, &out, err, sizeof err);
+	int rc = UV_EINVAL; /* the text in err says why */
+	if (!data)
+		snprintf(err, sizeof err, "its data snapshot is not a JSON object");
+	else
+		rc = ng_msgtmpl_render(q->v->templates, tmpl, data, &out, err, sizeof err);
 	json_decref(data);
 	if (rc || !out.html) {
 		if (rc)

@@ -19,10 +19,12 @@ static void set_link(json_t *o, const char *key, char *url)
 json_t *ng_msgdata(const struct ng_msgdata_store *s, const struct ng_msgdata_msg *m,
                    const char *snapshot, json_t *customer, char **unsub_url)
 {
-	json_t *data = snapshot ? ng_json_parse_str(snapshot, 0, NULL) : NULL;
+	json_t *data = snapshot ? ng_json_parse_str(snapshot, 0, NULL) : json_object();
 	if (!json_is_object(data)) {
+		/* Rendering with {} would send a message missing its content without a word; a
+		 * snapshot jansson refuses (e.g. one holding \u0000) is the message's failure. */
 		json_decref(data);
-		data = json_object();
+		return NULL;
 	}
 	if (customer)
 		json_object_set(data, "customer", customer);

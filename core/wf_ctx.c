@@ -48,8 +48,10 @@ static json_t *to_json(lua_State *L, int idx, const char *what)
 	char *err = NULL;
 	json_t *v = wf_json_from_lua(L, idx, &err);
 	if (!v) {
+		luaL_where(L, 1); /* the script's line that made the call */
 		lua_pushfstring(L, "%s: %s", what, err ? err : "cannot be stored");
 		free(err);
+		lua_concat(L, 2);
 		lua_error(L);
 	}
 	return v;
@@ -155,8 +157,8 @@ static int ctx_send(lua_State *L)
 	lua_getfield(L, 1, "priority");
 	int has_prio = !lua_isnil(L, -1);
 	lua_Integer prio = 0;
-	if (has_prio && (!lua_isinteger(L, -1) || (prio = lua_tointeger(L, -1)) < -1000 ||
-	                 prio > 1000))
+	if (has_prio &&
+	    (!lua_isinteger(L, -1) || (prio = lua_tointeger(L, -1)) < -1000 || prio > 1000))
 		return luaL_error(L, "ctx.send: priority must be an integer from -1000 to 1000");
 	lua_getfield(L, 1, "quiet_hours");
 	const char *quiet = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);

@@ -68,7 +68,15 @@ static json_t *table_to_json(lua_State *L, int idx, int depth, char **err)
 		char kbuf[32];
 		const char *k;
 		if (lua_type(L, -2) == LUA_TSTRING) {
-			k = lua_tostring(L, -2);
+			size_t klen;
+			k = lua_tolstring(L, -2, &klen);
+			if (memchr(k, '\0', klen)) {
+				*err =
+				    ng_xstrdup("a table key holding a NUL byte cannot be stored");
+				lua_pop(L, 2);
+				json_decref(o);
+				return NULL;
+			}
 		} else if (lua_isinteger(L, -2)) {
 			snprintf(kbuf, sizeof kbuf, "%lld", (long long)lua_tointeger(L, -2));
 			k = kbuf;
@@ -117,6 +125,13 @@ static json_t *from_lua(lua_State *L, int idx, int depth, char **err)
 	case LUA_TSTRING: {
 		size_t len;
 		const char *s = lua_tolstring(L, idx, &len);
+		/* PostgreSQL's text and jsonb cannot hold U+0000, nor can jansson read it back by
+		 * default: refused here, at the script's call, rather than when a message renders.
+		 */
+		if (memchr(s, '\0', len)) {
+			*err = ng_xstrdup("a string holding a NUL byte cannot be stored");
+			return NULL;
+		}
 		json_t *v = json_stringn(s, len);
 		if (!v)
 			*err = ng_xstrdup("a string that is not valid UTF-8 cannot be stored");

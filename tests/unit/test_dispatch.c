@@ -655,6 +655,43 @@ static void test_policy_skips_with_a_reason(void)
 	schema_close();
 }
 
+/* A snapshot jansson cannot read (json keeps "\u0000", jansson refuses it) fails the message with
+ * a reason; it is not sent rendered from nothing. */
+static void test_unreadable_snapshot_fails_with_a_reason(void)
+{
+	schema_open();
+	struct ng_smtp_standin *s;
+	ASSERT_EQ_INT(ng_smtp_standin_start(&s, NULL), 0);
+	char cfg[256];
+	plain(cfg, sizeof cfg, ng_smtp_standin_port(s), 3000);
+	struct rig r;
+	rig_open(&r, cfg, NULL, 1);
+	long long c = customer("nul@example.org", 1);
+	long long bad = q1("INSERT INTO messages (customer_id, channel, template, purpose, data)"
+	                   " VALUES (%lld, 'email', 'test_message', 'transactional',"
+	                   " '{\"subject\": \"a\\u0000b\", \"text\": \"x\"}') RETURNING id",
+	                   c);
+	long long good = message(c, "transactional", "Receipt");
+	run_until(&r, 2, 10000, done_sql);
+	char *st = status_of(bad);
+	ASSERT_EQ_STR(st, "failed");
+	free(st);
+	st = status_of(good);
+	ASSERT_EQ_STR(st, "sent");
+	free(st);
+	char *e = qs("SELECT detail FROM message_events WHERE message_id = %lld"
+	             " AND status = 'failed'",
+	             bad);
+	ASSERT_CONTAINS(e, "render: the message's data snapshot is not a JSON object");
+	free(e);
+	struct ng_smtp_standin_stats sst;
+	ng_smtp_standin_stats(s, &sst);
+	ASSERT_EQ_INT(sst.accepted, 1);
+	rig_close(&r);
+	ng_smtp_standin_stop(s);
+	schema_close();
+}
+
 static void test_two_dispatchers_never_send_twice(void)
 {
 	schema_open();
@@ -750,5 +787,7 @@ NG_TESTS(NG_TEST(test_250_is_sent_with_history),
          NG_TEST(test_silence_after_data_times_out_and_is_retried),
          NG_TEST(test_reset_before_final_reply_is_retried_with_the_same_message_id),
          NG_TEST(test_wrong_password_is_retried_never_sent),
-         NG_TEST(test_policy_skips_with_a_reason), NG_TEST(test_two_dispatchers_never_send_twice),
+         NG_TEST(test_policy_skips_with_a_reason),
+         NG_TEST(test_unreadable_snapshot_fails_with_a_reason),
+         NG_TEST(test_two_dispatchers_never_send_twice),
          NG_TEST(test_rate_limit_holds_a_lane_to_its_rate), )
