@@ -308,6 +308,19 @@ static void plain(char *out, size_t len, int port, int timeout_ms)
 	         port, timeout_ms);
 }
 
+/* The common start of a test: a fresh schema, a stand-in that accepts everything, and one node
+ * sending to it in plain text with a 3 s timeout. */
+static struct ng_smtp_standin *open_plain(struct rig *r)
+{
+	schema_open();
+	struct ng_smtp_standin *s;
+	ASSERT_EQ_INT(ng_smtp_standin_start(&s, NULL), 0);
+	char cfg[256];
+	plain(cfg, sizeof cfg, ng_smtp_standin_port(s), 3000);
+	rig_open(r, cfg, NULL, 1);
+	return s;
+}
+
 static const char *done_sql =
     "SELECT count(*) FROM messages WHERE status NOT IN ('queued', 'retry', 'sending')";
 
@@ -324,13 +337,8 @@ static char *message_id(const char *data)
 
 static void test_250_is_sent_with_history(void)
 {
-	schema_open();
-	struct ng_smtp_standin *s;
-	ASSERT_EQ_INT(ng_smtp_standin_start(&s, NULL), 0);
-	char cfg[256];
-	plain(cfg, sizeof cfg, ng_smtp_standin_port(s), 3000);
 	struct rig r;
-	rig_open(&r, cfg, NULL, 1);
+	struct ng_smtp_standin *s = open_plain(&r);
 	long long c = customer("ann@example.org", 1);
 	long long m = message(c, "marketing", "Your cart");
 	run_until(&r, 1, 10000, done_sql);
@@ -410,13 +418,8 @@ static void test_history_per_statement_and_delete_cascade(void)
 
 static void test_temporary_replies_are_retried_then_sent(void)
 {
-	schema_open();
-	struct ng_smtp_standin *s;
-	ASSERT_EQ_INT(ng_smtp_standin_start(&s, NULL), 0);
-	char cfg[256];
-	plain(cfg, sizeof cfg, ng_smtp_standin_port(s), 3000);
 	struct rig r;
-	rig_open(&r, cfg, NULL, 1);
+	struct ng_smtp_standin *s = open_plain(&r);
 	static const struct {
 		const char *cmd;
 		int code;
@@ -458,13 +461,8 @@ static void test_temporary_replies_are_retried_then_sent(void)
 
 static void test_permanent_replies_fail_and_suppress(void)
 {
-	schema_open();
-	struct ng_smtp_standin *s;
-	ASSERT_EQ_INT(ng_smtp_standin_start(&s, NULL), 0);
-	char cfg[256];
-	plain(cfg, sizeof cfg, ng_smtp_standin_port(s), 3000);
 	struct rig r;
-	rig_open(&r, cfg, NULL, 1);
+	struct ng_smtp_standin *s = open_plain(&r);
 	static const struct {
 		int code;
 		const char *text;
@@ -602,13 +600,8 @@ static void test_wrong_password_is_retried_never_sent(void)
 
 static void test_policy_skips_with_a_reason(void)
 {
-	schema_open();
-	struct ng_smtp_standin *s;
-	ASSERT_EQ_INT(ng_smtp_standin_start(&s, NULL), 0);
-	char cfg[256];
-	plain(cfg, sizeof cfg, ng_smtp_standin_port(s), 3000);
 	struct rig r;
-	rig_open(&r, cfg, NULL, 1);
+	struct ng_smtp_standin *s = open_plain(&r);
 	long long nocons = customer("nocons@example.org", 0);
 	long long m1 = message(nocons, "marketing", "Sale");
 	long long m2 = message(nocons, "transactional", "Receipt");
@@ -659,13 +652,8 @@ static void test_policy_skips_with_a_reason(void)
  * a reason; it is not sent rendered from nothing. */
 static void test_unreadable_snapshot_fails_with_a_reason(void)
 {
-	schema_open();
-	struct ng_smtp_standin *s;
-	ASSERT_EQ_INT(ng_smtp_standin_start(&s, NULL), 0);
-	char cfg[256];
-	plain(cfg, sizeof cfg, ng_smtp_standin_port(s), 3000);
 	struct rig r;
-	rig_open(&r, cfg, NULL, 1);
+	struct ng_smtp_standin *s = open_plain(&r);
 	long long c = customer("nul@example.org", 1);
 	long long bad = q1("INSERT INTO messages (customer_id, channel, template, purpose, data)"
 	                   " VALUES (%lld, 'email', 'test_message', 'transactional',"

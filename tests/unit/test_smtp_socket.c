@@ -44,25 +44,35 @@ static int opt(int fd, int name)
 	return v;
 }
 
+/* An instance whose relay is 127.0.0.1:port. */
+static void inst_init(struct smtp_inst *inst, int port)
+{
+	memset(inst, 0, sizeof *inst);
+	snprintf(inst->set.server, sizeof inst->set.server, "127.0.0.1:%d", port);
+	pthread_mutex_init(&inst->connect_lock, NULL);
+}
+
+/* b connects while no other new socket to the relay appears: it must find its own. */
+static int connect_alone(struct smtp_batch *b, int port)
+{
+	smtp_socket_connecting(b);
+	int s = dial(port);
+	smtp_socket_connected(b);
+	ASSERT_EQ_INT(b->fd, s);
+	return s;
+}
+
 static void test_each_session_finds_its_own_socket(void)
 {
 	int port;
 	int l = listener(&port);
-	struct smtp_inst inst = {0};
-	snprintf(inst.set.server, sizeof inst.set.server, "127.0.0.1:%d", port);
-	pthread_mutex_init(&inst.connect_lock, NULL);
+	struct smtp_inst inst;
+	inst_init(&inst, port);
 	struct smtp_batch a = {.inst = &inst}, b = {.inst = &inst}, c = {.inst = &inst};
-
-	smtp_socket_connecting(&a);
-	int sa = dial(port);
-	smtp_socket_connected(&a);
-	ASSERT_EQ_INT(a.fd, sa);
+	int sa = connect_alone(&a, port);
 	ASSERT_EQ_INT(opt(sa, TCP_NODELAY), 1);
 
-	smtp_socket_connecting(&b);
-	int sb = dial(port);
-	smtp_socket_connected(&b);
-	ASSERT_EQ_INT(b.fd, sb); /* a's socket is claimed, so b's is the only new one */
+	int sb = connect_alone(&b, port); /* a's socket is claimed, so b's is the only new one */
 
 	/* Two new sockets at once: no guess. */
 	smtp_socket_connecting(&c);
@@ -84,10 +94,7 @@ static void test_each_session_finds_its_own_socket(void)
 	smtp_socket_done(&a);
 	ASSERT_EQ_INT(a.fd, -1);
 	struct smtp_batch d = {.inst = &inst};
-	smtp_socket_connecting(&d);
-	int sd = dial(port);
-	smtp_socket_connected(&d);
-	ASSERT_EQ_INT(d.fd, sd);
+	int sd = connect_alone(&d, port);
 
 	/* A session that never connected releases the lock in done(). */
 	struct smtp_batch e = {.inst = &inst};
@@ -116,15 +123,10 @@ static void test_reused_number_is_a_new_socket(void)
 {
 	int port;
 	int l = listener(&port);
-	struct smtp_inst inst = {0};
-	snprintf(inst.set.server, sizeof inst.set.server, "127.0.0.1:%d", port);
-	pthread_mutex_init(&inst.connect_lock, NULL);
+	struct smtp_inst inst;
+	inst_init(&inst, port);
 	struct smtp_batch a = {.inst = &inst}, b = {.inst = &inst}, c = {.inst = &inst};
-
-	smtp_socket_connecting(&a);
-	int sa = dial(port);
-	smtp_socket_connected(&a);
-	ASSERT_EQ_INT(a.fd, sa);
+	int sa = connect_alone(&a, port);
 	/* An unclaimed relay socket: a session that could not tell its own (fd -1). */
 	smtp_socket_connecting(&c);
 	int s1 = dial(port), s2 = dial(port);
@@ -149,10 +151,7 @@ static void test_reused_number_is_a_new_socket(void)
 	struct smtp_batch d = {.inst = &inst};
 	close(sb);
 	smtp_socket_done(&b);
-	smtp_socket_connecting(&a);
-	int sx = dial(port);
-	smtp_socket_connected(&a); /* claims sx */
-	ASSERT_EQ_INT(a.fd, sx);
+	int sx = connect_alone(&a, port); /* claims sx */
 	close(sx); /* a ends: the claim on (sx, its inode) stays until done() */
 	smtp_socket_connecting(&d);
 	int sd = dial(port);
