@@ -321,6 +321,17 @@ static struct ng_smtp_standin *open_plain(struct rig *r)
 	return s;
 }
 
+/* The end of such a test: the stand-in accepted that many messages; everything stops. */
+static void close_plain(struct rig *r, struct ng_smtp_standin *s, int accepted)
+{
+	struct ng_smtp_standin_stats sst;
+	ng_smtp_standin_stats(s, &sst);
+	ASSERT_EQ_INT(sst.accepted, accepted);
+	rig_close(r);
+	ng_smtp_standin_stop(s);
+	schema_close();
+}
+
 static const char *done_sql =
     "SELECT count(*) FROM messages WHERE status NOT IN ('queued', 'retry', 'sending')";
 
@@ -640,12 +651,7 @@ static void test_policy_skips_with_a_reason(void)
 			free(e);
 		}
 	}
-	struct ng_smtp_standin_stats sst;
-	ng_smtp_standin_stats(s, &sst);
-	ASSERT_EQ_INT(sst.accepted, 1);
-	rig_close(&r);
-	ng_smtp_standin_stop(s);
-	schema_close();
+	close_plain(&r, s, 1);
 }
 
 /* A snapshot jansson cannot read (json keeps "\u0000", jansson refuses it) fails the message with
@@ -672,12 +678,7 @@ static void test_unreadable_snapshot_fails_with_a_reason(void)
 	             bad);
 	ASSERT_CONTAINS(e, "render: the message's data snapshot is not a JSON object");
 	free(e);
-	struct ng_smtp_standin_stats sst;
-	ng_smtp_standin_stats(s, &sst);
-	ASSERT_EQ_INT(sst.accepted, 1);
-	rig_close(&r);
-	ng_smtp_standin_stop(s);
-	schema_close();
+	close_plain(&r, s, 1);
 }
 
 static void test_two_dispatchers_never_send_twice(void)
