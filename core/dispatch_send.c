@@ -50,11 +50,12 @@ static const char *col(PGresult *res, int i, int c)
 	return PQgetisnull(res, i, c) ? NULL : PQgetvalue(res, i, c);
 }
 
-static json_t *render_data(struct dispatch_msg *m, const char *snapshot)
+static json_t *render_data(struct dispatch_msg *m, const char *snapshot, char *err, size_t errlen)
 {
 	const struct ng_msgdata_msg msg = {m->cid, m->mid, m->channel,
 	                                   m->purpose == NUDGE_PURPOSE_MARKETING, m->key};
-	return ng_msgdata(&m->d->opt.store, &msg, snapshot, m->customer, &m->unsub_url);
+	return ng_msgdata(&m->d->opt.store, &msg, snapshot, m->customer, &m->unsub_url, err,
+	                  errlen);
 }
 
 static char *display_name(const json_t *customer)
@@ -106,17 +107,12 @@ void dispatch_send_claimed(struct dispatch_lane *lane, PGresult *res, int i, int
 		dispatch_result_not_sent(m, "skipped", verdict);
 		return;
 	}
-	m->data = render_data(m, col(res, i, 6));
-	m->rendered = ng_xcalloc(1, sizeof *m->rendered);
 	char err[512] = "";
-	int rc = UV_EINVAL; /* the text in err says why */
-	if (!m->data)
-		snprintf(err, sizeof err,
-		         "the message's data snapshot is not a JSON object jansson "
-		         "reads (a \\u0000 in a string?)");
-	else
-		rc = ng_msgtmpl_render(d->opt.templates, m->template_, m->data, m->rendered, err,
-		                       sizeof err);
+	m->data = render_data(m, col(res, i, 6), err, sizeof err);
+	m->rendered = ng_xcalloc(1, sizeof *m->rendered);
+	int rc = m->data ? ng_msgtmpl_render(d->opt.templates, m->template_, m->data, m->rendered,
+	                                     err, sizeof err)
+	                 : UV_EINVAL; /* err says why */
 	if (rc) {
 		char *why = ng_xasprintf("render: %s", err[0] ? err : ng_strerror(rc));
 		if (reconcile) /* what was sent cannot be told: it stays ambiguous */

@@ -57,17 +57,14 @@ static void on_row(const struct ng_db_result *r, void *arg)
 	snprintf(key, sizeof key, NG_MSGDATA_KEY_FMT, (long long)q->cid, (long long)q->mid);
 	const struct ng_msgdata_msg msg = {q->cid, q->mid, "email",
 	                                   strcmp(PQgetvalue(res, 0, 2), "marketing") == 0, key};
+	char err[256] = "";
 	json_t *data =
 	    ng_msgdata(&q->v->store, &msg, PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1),
-	               customer, NULL);
+	               customer, NULL, err, sizeof err);
 	json_decref(customer);
 	struct ng_rendered_message out = {0};
-	char err[256] = "";
-	int rc = UV_EINVAL; /* the text in err says why */
-	if (!data)
-		snprintf(err, sizeof err, "its data snapshot is not a JSON object");
-	else
-		rc = ng_msgtmpl_render(q->v->templates, tmpl, data, &out, err, sizeof err);
+	int rc = data ? ng_msgtmpl_render(q->v->templates, tmpl, data, &out, err, sizeof err)
+	              : UV_EINVAL; /* err says why */
 	json_decref(data);
 	if (rc || !out.html) {
 		if (rc)

@@ -6,6 +6,7 @@
 #include "json_parse.h"
 #include "ng.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,12 +18,16 @@ static void set_link(json_t *o, const char *key, char *url)
 }
 
 json_t *ng_msgdata(const struct ng_msgdata_store *s, const struct ng_msgdata_msg *m,
-                   const char *snapshot, json_t *customer, char **unsub_url)
+                   const char *snapshot, json_t *customer, char **unsub_url, char *err,
+                   size_t errlen)
 {
-	json_t *data = snapshot ? ng_json_parse_str(snapshot, 0, NULL) : json_object();
+	json_error_t je = {.text = "not an object"};
+	json_t *data = snapshot ? ng_json_parse_str(snapshot, 0, &je) : json_object();
 	if (!json_is_object(data)) {
 		/* Rendering with {} would send a message missing its content without a word; a
 		 * snapshot jansson refuses (e.g. one holding \u0000) is the message's failure. */
+		snprintf(err, errlen, "the message's data snapshot is not a JSON object: %s",
+		         je.text);
 		json_decref(data);
 		return NULL;
 	}

@@ -30,10 +30,11 @@ struct ng_msgdata_msg {
 };
 
 /* A new object (the caller owns it). customer is borrowed (NULL: {}); snapshot may be NULL (then
- * {}); a snapshot that is not a JSON object gives NULL and nothing else is set. When unsub_url is
- * not NULL it receives the unsubscribe link (malloc'd, or NULL for transactional messages and when
- * there is no base URL). */
+ * {}); a snapshot that is not a JSON object gives NULL with the reason in err (errlen bytes) and
+ * nothing else set. When unsub_url is not NULL it receives the unsubscribe link (malloc'd, or NULL
+ * for transactional messages and when there is no base URL). */
 json_t *ng_msgdata(const struct ng_msgdata_store *s, const struct ng_msgdata_msg *m,
-                   const char *snapshot, json_t *customer, char **unsub_url);
+                   const char *snapshot, json_t *customer, char **unsub_url, char *err,
+                   size_t errlen);
 
 #endif
