@@ -14,6 +14,7 @@
 #include "dispatch_int.h"
 #include "ng.h"
 #include "plugin_host.h"
+#include "utf8.h"
 #include "wf.h"
 
 #include <stdlib.h>
@@ -37,8 +38,11 @@ static void queue(struct dispatch_msg *m, const char *status, const char *outcom
 	    .attempt = m->attempt,
 	    .status = status,
 	    .outcome = outcome,
-	    .provider_id = provider_id ? ng_xstrdup(provider_id) : NULL,
-	    .error = error ? ng_xstrdup(error) : NULL,
+	    /* A plugin's text comes from its provider (a relay's reply in whatever bytes the relay
+	     * chose, cut anywhere): made UTF-8 here, or the result could not go into the write's
+	     * JSON at all. */
+	    .provider_id = ng_utf8_dup(provider_id),
+	    .error = ng_utf8_dup(error),
 	    .next_at = next_at,
 	    .suppress_address = suppress_reason && m->recipient ? ng_xstrdup(m->recipient) : NULL,
 	    .suppress_reason = suppress_reason ? ng_xstrdup(suppress_reason) : NULL,
@@ -46,7 +50,7 @@ static void queue(struct dispatch_msg *m, const char *status, const char *outcom
 	    .lane = m->lane,
 	    .sent = sent,
 	    .segments = m->segments,
-	    .encoding = m->encoding ? ng_xstrdup(m->encoding) : NULL,
+	    .encoding = ng_utf8_dup(m->encoding),
 	};
 	dispatch_inflight_remove(d, m);
 	dispatch_msg_free(m);
@@ -303,6 +307,22 @@ void dispatch_results_flush(struct ng_dispatch *d)
 			    "status", r->status, "outcome", r->outcome, "provider_id",
 			    r->provider_id, "error", r->error, "channel", r->channel, "sup_addr",
 			    r->suppress_address, "sup_reason", r->suppress_reason);
+			if (!o) {
+				/* Only text that is not UTF-8 makes json_pack fail, and queue()
+				 * made it so. Should that ever change, the result still goes in,
+				 * without its text: a result left out would leave the message
+				 * "sending" until its lease ran out, and then send it again. */
+				ng_error("dispatch",
+				         "message %lld attempt %d: result text unusable",
+				         (long long)r->mid, r->attempt);
+				o = json_pack("{s:I, s:I, s:i, s:s, s:s, s:s, s:s, s:s?, s:s?}",
+				              "cid", (json_int_t)r->cid, "mid", (json_int_t)r->mid,
+				              "att", r->attempt, "status", r->status, "outcome",
+				              r->outcome, "error",
+				              "(the result's text could not be stored)", "channel",
+				              r->channel, "sup_addr", r->suppress_address,
+				              "sup_reason", r->suppress_reason);
+			}
 			if (r->next_at)
 				json_object_set_new(
 				    o, "next_at", json_string(ng_wf_ts(r->next_at, ts, sizeof ts)));

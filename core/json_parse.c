@@ -3,6 +3,7 @@
  */
 #include "json_parse.h"
 #include "ng.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -21,7 +22,6 @@ struct parser {
 	size_t cap;
 };
 
-static size_t utf8_len(const unsigned char *p, const unsigned char *end);
 static void fail(struct parser *ps, enum json_error_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -37,7 +37,7 @@ static void fail(struct parser *ps, enum json_error_code code, const char *fmt, 
 	 * expected is reported as such. */
 	int bad_byte =
 	    (code == json_error_invalid_syntax || code == json_error_end_of_input_expected) &&
-	    ps->p < ps->end && *ps->p >= 0x80 && !utf8_len(ps->p, ps->end);
+	    ps->p < ps->end && *ps->p >= 0x80 && !ng_utf8_len(ps->p, ps->end);
 	int line = 1, column = 0;
 	for (const unsigned char *q = ps->start; q < ps->p && q < ps->end; q++) {
 		if (*q == '\n') {
@@ -106,42 +106,6 @@ static int after_item(struct parser *ps, char close, const char *expected)
 	}
 	fail_expected(ps, expected);
 	return -1;
-}
-
-/* The length of the UTF-8 sequence at p (1–4), or 0 when it is not one (RFC 3629: no overlong
- * forms, no surrogates, nothing above U+10FFFF). */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-	unsigned c = p[0];
-	size_t n;
-	unsigned lo = 0x80, hi = 0xBF;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF)
-		n = 2;
-	else if (c >= 0xE0 && c <= 0xEF) {
-		n = 3;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		n = 4;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - p) < n)
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xBF)
-			return 0;
-	return n;
 }
 
 static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
@@ -218,7 +182,7 @@ static int parse_string(struct parser *ps, const char **s, size_t *n)
 			return -1;
 		}
 		if (c >= 0x80) {
-			size_t l = utf8_len(q, end);
+			size_t l = ng_utf8_len(q, end);
 			if (!l) {
 				ps->p = q;
 				fail(ps, json_error_invalid_utf8, "unable to decode byte 0x%x", c);
