@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "json_parse.h"
 #include "ng.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -179,16 +180,13 @@ void ng_intake_stats(const struct ng_intake *in, struct ng_intake_stats *out)
 /* ---- answers ----------------------------------------------------------------------------------
  */
 
-/* A JSON string of s; bytes of invalid UTF-8 (a header echoed in a sentence) become '?'. */
+/* A JSON string of s; bytes of invalid UTF-8 (a header echoed in a sentence) become U+FFFD. */
 static json_t *jstr(const char *s)
 {
 	json_t *j = json_string(s);
 	if (j)
 		return j;
-	char *copy = ng_xstrdup(s);
-	for (char *p = copy; *p; p++)
-		if ((unsigned char)*p >= 0x80)
-			*p = '?';
+	char *copy = ng_utf8_dup(s);
 	j = json_string(copy);
 	free(copy);
 	return j;

@@ -4,6 +4,7 @@
 #include "links.h"
 #include "httpd.h"
 #include "ng.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -189,9 +190,13 @@ void ng_link_page(struct ng_httpd_req *req, int status, const char *title, const
 
 char *ng_link_evidence(struct ng_httpd_req *req, int64_t message_id, const char *method)
 {
+	/* The client's header in whatever bytes it sent: as they were, json_pack refused a
+	 * User-Agent that is not UTF-8, the evidence became NULL, and the consent row (whose
+	 * evidence is NOT NULL) could never be written: that client could not unsubscribe. */
+	char *agent = ng_utf8_dup(ng_httpd_header(req, "User-Agent"));
 	json_t *ev = json_pack("{s:s?, s:s?, s:I, s:s}", "ip", ng_httpd_remote(req), "user_agent",
-	                       ng_httpd_header(req, "User-Agent"), "message_id",
-	                       (json_int_t)message_id, "method", method);
+	                       agent, "message_id", (json_int_t)message_id, "method", method);
+	free(agent);
 	char *text = json_dumps(ev, JSON_COMPACT);
 	json_decref(ev);
 	return text;
