@@ -779,6 +779,57 @@ static void test_rate_limit_holds_a_lane_to_its_rate(void)
 	schema_close();
 }
 
+/* The claim itself (sql/0020): the messages a crashed dispatcher held come before the due ones,
+ * so a campaign's backlog cannot keep them waiting; and a message a reconcile pass held when it
+ * died goes back to the reconcile pass, never to a blind resend. */
+static void test_claim_takes_expired_leases_first_and_leaves_reconciles(void)
+{
+	schema_open();
+	long long c = customer("lease@example.org", 1);
+	long long due[3];
+	for (int i = 0; i < 3; i++)
+		due[i] = message(c, "transactional", "Due");
+	long long held = message(c, "transactional", "Held by a dead daemon");
+	long long asked = message(c, "transactional", "Being reconciled by a dead daemon");
+	q1("WITH u AS (UPDATE messages SET status = 'sending', attempt = 1, lease_owner = 'dead',"
+	   " lease_until = now() - interval '1 second' WHERE id = %lld RETURNING customer_id, id)"
+	   " INSERT INTO message_attempts (customer_id, message_id, attempt, started_at)"
+	   " SELECT customer_id, id, 1, now() - interval '2 minutes' FROM u RETURNING 1",
+	   held);
+	q1("WITH u AS (UPDATE messages SET status = 'sending', attempt = 1, lease_owner = 'dead',"
+	   " lease_until = now() - interval '1 second', last_error = 'reconcile',"
+	   " updated_at = now() - interval '2 minutes' WHERE id = %lld RETURNING customer_id, id)"
+	   " INSERT INTO message_attempts (customer_id, message_id, attempt, started_at,"
+	   " finished_at, outcome) SELECT customer_id, id, 1, now() - interval '1 hour',"
+	   " now() - interval '1 hour', 'ambiguous' FROM u RETURNING 1",
+	   asked);
+	static const char claim[] =
+	    "SELECT coalesce(string_agg(id::text, ',' ORDER BY id), '') FROM ng_dispatch_claim("
+	    "'me', now(), now() + interval '1 minute', %d, 'email', 'email', true)";
+	char *got = qs(claim, 1);
+	char want[128];
+	snprintf(want, sizeof want, "%lld", held);
+	ASSERT_EQ_STR(got, want);
+	free(got);
+	ASSERT_EQ_INT(q1("SELECT attempt FROM messages WHERE id = %lld", held), 2);
+	got = qs(claim, 10);
+	snprintf(want, sizeof want, "%lld,%lld,%lld", due[0], due[1], due[2]);
+	ASSERT_EQ_STR(got, want);
+	free(got);
+	char *st = status_of(asked);
+	ASSERT_EQ_STR(st, "sending");
+	free(st);
+	ASSERT_EQ_INT(q1("SELECT attempt FROM messages WHERE id = %lld", asked), 1);
+	got = qs("SELECT coalesce(string_agg(id::text, ','), '') FROM ng_dispatch_claim_ambiguous("
+	         "'me', now(), now() + interval '1 minute', 10, 'email', 'email', true,"
+	         " interval '1 minute', interval '1 day')");
+	snprintf(want, sizeof want, "%lld", asked);
+	ASSERT_EQ_STR(got, want);
+	free(got);
+	ASSERT_EQ_INT(q1("SELECT attempt FROM messages WHERE id = %lld", asked), 1);
+	schema_close();
+}
+
 NG_TESTS(NG_TEST(test_250_is_sent_with_history),
          NG_TEST(test_history_per_statement_and_delete_cascade),
          NG_TEST(test_temporary_replies_are_retried_then_sent),
@@ -789,4 +840,5 @@ NG_TESTS(NG_TEST(test_250_is_sent_with_history),
          NG_TEST(test_policy_skips_with_a_reason),
          NG_TEST(test_unreadable_snapshot_fails_with_a_reason),
          NG_TEST(test_two_dispatchers_never_send_twice),
-         NG_TEST(test_rate_limit_holds_a_lane_to_its_rate), )
+         NG_TEST(test_rate_limit_holds_a_lane_to_its_rate),
+         NG_TEST(test_claim_takes_expired_leases_first_and_leaves_reconciles), )

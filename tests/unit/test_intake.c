@@ -658,6 +658,39 @@ static void test_consent_recorded_only_on_change_and_suppression_holds(void)
 	/* The rule is one SQL function, explicit opt-ins may lift it. */
 	ASSERT_EQ_STR(q1("SELECT ng_consent_may_grant('email', $1, false)::text", other), "false");
 	ASSERT_EQ_STR(q1("SELECT ng_consent_may_grant('email', $1, true)::text", other), "true");
+
+	/* The person's own unsubscribe (the link in a message, which adds no suppression so that
+	 * receipts still go) is not undone by the store's flag: Shopify keeps saying "subscribed"
+	 * on every later webhook, since nudge never tells it. Only an explicit opt-in lifts it. */
+	char linked[128];
+	snprintf(linked, sizeof linked, "linked.%s@example.com", tag());
+	snprintf(body, sizeof body,
+	         "{\"type\":\"signup\",\"customer\":{\"email\":\"%s\"},"
+	         "\"consent\":{\"email\":\"subscribed\"}}",
+	         linked);
+	ASSERT_EQ_INT(post_api_bearer(d.port, body, &r), 200);
+	snprintf(sql, sizeof sql,
+	         "INSERT INTO consents (customer_id, channel, purpose, status, source, evidence)"
+	         " SELECT id, 'email', 'marketing', 'withdrawn', 'unsubscribe_link', '{}'"
+	         " FROM customers WHERE email = '%s'",
+	         linked);
+	ng_test_pg_exec(sql);
+	ASSERT_EQ_INT(post_api_bearer(d.port, body, &r), 200);
+	ASSERT_CONTAINS(r.body, "consent_refused");
+	ASSERT_EQ_STR(q1("SELECT status || ':' || source FROM consent_current k JOIN customers c"
+	                 " ON c.id = k.customer_id WHERE c.email = $1",
+	                 linked),
+	              "withdrawn:unsubscribe_link");
+	snprintf(body, sizeof body,
+	         "{\"type\":\"signup\",\"customer\":{\"email\":\"%s\"},"
+	         "\"consent\":{\"email\":{\"state\":\"subscribed\",\"explicit\":true,"
+	         "\"evidence\":{\"wording\":\"Yes, send me news\"}}}}",
+	         linked);
+	ASSERT_EQ_INT(post_api_bearer(d.port, body, &r), 200);
+	ASSERT_EQ_STR(q1("SELECT status FROM consent_current k JOIN customers c"
+	                 " ON c.id = k.customer_id WHERE c.email = $1",
+	                 linked),
+	              "granted");
 	stop_daemon(&d);
 }
 
