@@ -311,6 +311,19 @@ static void classify(struct smtp_item *it, struct smtp_batch *b, const struct se
 		b->auth_failed = 1;
 		return;
 	}
+	/* Relays that take MAIL FROM from a client whose AUTH failed refuse it at RCPT instead
+	 * (Postfix submission: 554 5.7.1 relay access denied; Exim: 550 relay not permitted, with
+	 * no enhanced code). That refuses us, not the address: retried, never failed or suppressed.
+	 */
+	if (b->auth_failed && !(rcpt->code / 100 == 2 && data->code / 100 == 2)) {
+		int at_rcpt = rcpt->code / 100 != 2;
+		describe(why, sizeof why,
+		         at_rcpt ? "the relay refused our credentials; RCPT TO"
+		                 : "the relay refused our credentials; end of DATA",
+		         at_rcpt ? rcpt : data);
+		set_result(it, NUDGE_SEND_RETRY, at_rcpt ? rcpt->code : data->code, 0, why);
+		return;
+	}
 	/* 354 is DATA's go-ahead: the final reply to the message never came. */
 	int no_final = data->code == 0 || data->code == 354;
 	if (mail->code == 0 || (mail->code / 100 == 2 && rcpt->code == 0) ||

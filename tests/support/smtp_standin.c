@@ -51,6 +51,7 @@ struct ng_smtp_standin {
 	SSL_CTX *tls;  /* NULL: no STARTTLS */
 	char *user, *password;
 	int no_pipelining;
+	int refuse_at_rcpt;
 	pthread_mutex_t mu; /* guards everything below */
 	struct script *scripts;
 	struct fault *faults;
@@ -484,7 +485,7 @@ static void serve(struct conn *c)
 			else
 				do_auth(c, arg);
 		} else if (strcmp(verb, "MAIL") == 0) {
-			if (s->user && !c->authed) {
+			if (s->user && !c->authed && !s->refuse_at_rcpt) {
 				say(c, "530 5.7.0 Authentication required");
 				continue;
 			}
@@ -496,6 +497,11 @@ static void serve(struct conn *c)
 			char *a = c->mail_from ? angle_addr(arg) : NULL;
 			if (!a) {
 				say(c, "503 5.5.1 Error: need MAIL command");
+				continue;
+			}
+			if (s->user && !c->authed) {
+				free(a);
+				say(c, "550 relay not permitted");
 				continue;
 			}
 			if (!c->rcpt)
@@ -595,6 +601,7 @@ int ng_smtp_standin_start(struct ng_smtp_standin **out, const struct ng_smtp_sta
 	s->fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	s->no_pipelining = o && o->no_pipelining;
+	s->refuse_at_rcpt = o && o->refuse_at_rcpt;
 	if (o && o->user) {
 		s->user = xstrdup(o->user);
 		s->password = xstrdup(o->password);

@@ -18,7 +18,10 @@ struct ng_smtp_standin_opts {
 	const char *user; /* with password: offer AUTH PLAIN LOGIN (after STARTTLS when offered) and
 	                     answer MAIL FROM with 530 until a client authenticates */
 	const char *password;
-	int no_pipelining; /* do not advertise PIPELINING */
+	int no_pipelining;  /* do not advertise PIPELINING */
+	int refuse_at_rcpt; /* with user: as Exim does, take MAIL FROM from a client that has not
+	                       authenticated and refuse its RCPT TO with "550 relay not permitted"
+	                     */
 };
 
 int ng_smtp_standin_start(struct ng_smtp_standin **out, const struct ng_smtp_standin_opts *opts);

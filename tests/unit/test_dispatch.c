@@ -577,7 +577,7 @@ static void test_reset_before_final_reply_is_retried_with_the_same_message_id(vo
 	retried_after_fault(NG_SMTP_RESET_BEFORE_FINAL);
 }
 
-static void test_wrong_password_is_retried_never_sent(void)
+static void wrong_password(int refuse_at_rcpt)
 {
 	schema_open();
 	char dir[64] = "/tmp/nudge-pki-XXXXXX", ca[96];
@@ -585,8 +585,11 @@ static void test_wrong_password_is_retried_never_sent(void)
 	snprintf(ca, sizeof ca, "%s/ca.pem", dir);
 	char *cert, *key;
 	ASSERT_EQ_INT(ng_test_pki_make(ca, &cert, &key), 0);
-	struct ng_smtp_standin_opts so = {
-	    .cert_pem = cert, .key_pem = key, .user = "shop", .password = "s3cret"};
+	struct ng_smtp_standin_opts so = {.cert_pem = cert,
+	                                  .key_pem = key,
+	                                  .user = "shop",
+	                                  .password = "s3cret",
+	                                  .refuse_at_rcpt = refuse_at_rcpt};
 	struct ng_smtp_standin *s;
 	ASSERT_EQ_INT(ng_smtp_standin_start(&s, &so), 0);
 	char cfg[512];
@@ -610,6 +613,7 @@ static void test_wrong_password_is_retried_never_sent(void)
 	struct ng_smtp_standin_stats sst;
 	ng_smtp_standin_stats(s, &sst);
 	ASSERT_EQ_INT(sst.received, 0);
+	ASSERT_EQ_INT(q1("SELECT count(*) FROM suppressions"), 0);
 	rig_close(&r);
 	ng_smtp_standin_stop(s);
 	unlink(ca);
@@ -617,6 +621,19 @@ static void test_wrong_password_is_retried_never_sent(void)
 	free(cert);
 	free(key);
 	schema_close();
+}
+
+/* A relay that refuses MAIL FROM until we authenticate (Postfix's smtpd_sender_restrictions). */
+static void test_wrong_password_is_retried_never_sent(void)
+{
+	wrong_password(0);
+}
+
+/* One that takes MAIL FROM and refuses RCPT TO with a 550 (Exim): once, every message of the
+ * session failed for good and its address was suppressed. */
+static void test_wrong_password_refused_at_rcpt_is_retried_never_suppressed(void)
+{
+	wrong_password(1);
 }
 
 static void test_policy_skips_with_a_reason(void)
@@ -837,6 +854,7 @@ NG_TESTS(NG_TEST(test_250_is_sent_with_history),
          NG_TEST(test_silence_after_data_times_out_and_is_retried),
          NG_TEST(test_reset_before_final_reply_is_retried_with_the_same_message_id),
          NG_TEST(test_wrong_password_is_retried_never_sent),
+         NG_TEST(test_wrong_password_refused_at_rcpt_is_retried_never_suppressed),
          NG_TEST(test_policy_skips_with_a_reason),
          NG_TEST(test_unreadable_snapshot_fails_with_a_reason),
          NG_TEST(test_two_dispatchers_never_send_twice),
