@@ -486,10 +486,10 @@ static void test_permanent_replies_fail_and_suppress(void)
 	              * every time its lease ran out. */
 	             {550, "5.1.1 Destinataire inconnu, adresse refus\xe9"
 	                   "e"},
-	             {550,
-	              "5.1.1 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-	              "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-	              "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\xc3\xa9\xc3\xa9\xc3\xa9"}};
+	             {550, "5.1.1 The email account that you tried to reach does not exist. Please"
+	                   " check the recipient's address for typos or spaces. More at https://ma"
+	                   "il.example/help/bounce?code=NoSuchUser&ref=0123456789abcde"
+	                   "\xc3\xa9\xc3\xa9\xc3\xa9"}};
 	for (size_t i = 0; i < NG_ARRAY_LEN(cases); i++) {
 		ng_smtp_standin_script(s, "RCPT", cases[i].code, cases[i].text, 1);
 		char email[64];
